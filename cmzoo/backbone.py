@@ -1,0 +1,112 @@
+"""The backbone contract: what a plugin declares (BackboneSpec) and what its module must do.
+
+A backbone computes F_θ in f_θ(x, σ) = c_skip(σ)·x + c_out(σ)·F_θ(c_in(σ)·x, c_noise(σ)); only the
+preconditioning wrapper (`cmzoo.engine.parameterization.ConsistencyFunction`) knows σ.
+
+Module contract::
+
+    forward(x_in: (B, C, H, W), c_noise: (B,), labels: (B,) long | None) -> (B, C, H, W)
+
+Function backbones (capability ``function_output``) also implement
+``predict_function(x_in, c_noise, labels=None) -> ImageFunction``; their ``forward`` renders that
+function at the input's own size. Backbones with capability ``pretrain`` implement
+``reconstruct(x) -> ImageFunction`` (paper §3.4: σ = 0, feature extraction skipped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from cmzoo.errors import BackboneError, ConfigError
+
+
+class BackboneConfig(BaseModel):
+    """Base of every plugin's config model: unknown fields are rejected, instances are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backbone declares about itself; the conformance helper checks each claim."""
+
+    any_resolution: bool = False  # renders sizes other than the one it was trained at
+    class_conditional: bool = False  # accepts `labels`
+    zero_init_output: bool = False  # the untrained F_θ is exactly 0
+    function_output: bool = False  # exposes predict_function(...) -> ImageFunction
+    pretrain: bool = False  # supports reconstruction pre-training (reconstruct(x))
+
+    def names(self) -> list[str]:
+        """The names of the capabilities that are declared true."""
+        return [f.name for f in fields(self) if getattr(self, f.name)]
+
+
+@runtime_checkable
+class ImageFunction(Protocol):
+    """A batch of image functions (INR weights + a fixed render rule), renderable at any size."""
+
+    def render(self, height: int, width: int, chunk: int | None = None) -> torch.Tensor:
+        """Render every function on the pixel-centre grid of an H×W image: (B, C, H, W)."""
+        ...
+
+    def save(self, path: str | Path) -> None: ...
+
+    def to(self, device: torch.device | str) -> "ImageFunction": ...
+
+    def __len__(self) -> int: ...
+
+
+BuildFn = Callable[[BaseModel, int, int, "int | None"], nn.Module]
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything the core knows about one backbone; returned by a plugin's hook."""
+
+    name: str
+    config_model: type[BackboneConfig]
+    presets: Mapping[str, Mapping[str, Any]]
+    build: BuildFn  # (config, resolution, channels, num_classes) -> nn.Module computing F_θ
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    description: str = ""
+    function_type: type | None = None  # ImageFunction class with `.load(path)`, for function backbones
+    plugin: str = ""  # filled in by the registry: the plugin that registered the spec
+
+    def make_config(self, preset: str = "tiny", **overrides: Any) -> BackboneConfig:
+        """Validate `preset` + `overrides` with the plugin's config model; errors name the field."""
+        if preset not in self.presets:
+            raise ConfigError(
+                f"backbone {self.name!r} has no preset {preset!r}; choose one of {sorted(self.presets)}"
+            )
+        values = {**self.presets[preset], **overrides}
+        try:
+            return self.config_model(**values)
+        except ValidationError as err:
+            raise ConfigError(f"backbone {self.name!r}: {validation_message(err)}") from None
+
+
+def validation_message(err: ValidationError) -> str:
+    """One line naming every invalid field of a pydantic error and what was wrong with it."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "config"
+        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"]
+        parts.append(f"field {loc!r}: {msg}")
+    return "; ".join(parts)
+
+
+def require(capability: str, spec: BackboneSpec, doing: str) -> None:
+    """Raise a clear error when `spec` lacks `capability`, naming backbones that have it."""
+    if getattr(spec.capabilities, capability):
+        return
+    from cmzoo.plugins import list_backbones
+
+    having = [s.name for s in list_backbones() if getattr(s.capabilities, capability)]
+    hint = f"; use a backbone with it: {', '.join(having)}" if having else ""
+    raise BackboneError(f"{doing} needs capability {capability!r}, which backbone {spec.name!r} lacks{hint}")

@@ -1,0 +1,172 @@
+"""Backbone plugins: the pluggy hookspec, entry-point discovery, the registry and the lookup API.
+
+Built-in and third-party backbones arrive the same way: a package declares an entry point in the
+``cmzoo`` group whose object implements :func:`cmzoo_register_backbones`. A plugin that fails to
+import, raises in its hook, returns something other than specs, or repeats a name already taken
+is reported by name (see :func:`plugin_problems`) and never stops the others.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import replace
+from typing import Any
+
+import pluggy
+from torch import nn
+
+from cmzoo.backbone import BackboneConfig, BackboneSpec
+from cmzoo.errors import BackboneError, CmzooError
+
+PROJECT = "cmzoo"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class BackboneHookSpec:
+    @hookspec
+    def cmzoo_register_backbones(self) -> list[BackboneSpec]:
+        """Return the backbones this plugin provides, as a list of :class:`cmzoo.BackboneSpec`.
+
+        Each spec names the backbone (unique across installed plugins), its pydantic config model
+        (subclass of :class:`cmzoo.BackboneConfig`: unknown fields rejected), its presets (at least
+        ``tiny`` and ``paper``, each a partial config the model validates), a ``build(config,
+        resolution, channels, num_classes)`` returning the F_θ module, and its capabilities.
+        """
+
+
+class Registry:
+    """The loaded plugins, their specs by name, and the problems met while loading them."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager(PROJECT)
+        self.manager.add_hookspecs(BackboneHookSpec)
+        self.specs: dict[str, BackboneSpec] = {}
+        self.problems: list[str] = []
+
+    def load_entry_points(self) -> None:
+        # pluggy's own loader stops at the first plugin that fails to import: guard each one.
+        for ep in importlib.metadata.entry_points(group=PROJECT):
+            if self.manager.get_plugin(ep.name) is not None or self.manager.is_blocked(ep.name):
+                continue
+            try:
+                self.register(ep.load(), ep.name)
+            except Exception as err:  # a broken third-party package must not break the others
+                self.problems.append(f"plugin {ep.name!r} ({ep.value}) failed to load: {err}")
+        self.manager.check_pending()
+
+    def register(self, plugin: Any, name: str) -> None:
+        """Register a plugin object (module or instance with a hookimpl) and collect its specs."""
+        try:
+            self.manager.register(plugin, name=name)
+        except Exception as err:
+            self.problems.append(f"plugin {name!r} could not be registered: {err}")
+            return
+        for impl in self.manager.hook.cmzoo_register_backbones.get_hookimpls():
+            if impl.plugin_name == name:
+                self._collect(name, impl.function)
+
+    def _collect(self, plugin: str, hook: Any) -> None:
+        try:
+            specs = list(hook())
+        except Exception as err:
+            self.problems.append(f"plugin {plugin!r} raised in cmzoo_register_backbones: {err!r}")
+            return
+        for spec in specs:
+            if not isinstance(spec, BackboneSpec):
+                self.problems.append(f"plugin {plugin!r} returned {type(spec).__name__}, not a BackboneSpec")
+                continue
+            if spec.name in self.specs:
+                other = self.specs[spec.name].plugin
+                self.problems.append(
+                    f"plugin {plugin!r} declares backbone {spec.name!r}, already provided by plugin "
+                    f"{other!r}; kept {other!r}'s"
+                )
+                continue
+            bad_presets = [p for p in spec.presets if not _preset_valid(spec, p)]
+            if bad_presets:
+                self.problems.append(
+                    f"plugin {plugin!r}: backbone {spec.name!r} has invalid preset(s) {bad_presets}; skipped"
+                )
+                continue
+            self.specs[spec.name] = replace(spec, plugin=plugin)
+
+
+def _preset_valid(spec: BackboneSpec, preset: str) -> bool:
+    try:
+        spec.make_config(preset)
+    except Exception:
+        return False
+    return True
+
+
+_registry: Registry | None = None
+
+
+def registry() -> Registry:
+    """The process-wide registry, loading entry points on first use."""
+    global _registry
+    if _registry is None:
+        _registry = Registry()
+        _registry.load_entry_points()
+    return _registry
+
+
+def reload_plugins() -> Registry:
+    """Forget every loaded plugin and discover the entry points again (after a pip install)."""
+    global _registry
+    _registry = None
+    return registry()
+
+
+def register_plugin(plugin: Any, name: str) -> None:
+    """Register an in-process plugin (a module or object with a ``cmzoo_register_backbones`` hookimpl)."""
+    registry().register(plugin, name)
+
+
+def plugin_problems() -> list[str]:
+    """One line per plugin that failed to load, raised, or declared a duplicate or invalid backbone."""
+    return list(registry().problems)
+
+
+def list_backbones() -> list[BackboneSpec]:
+    """The specs of every installed backbone, sorted by name."""
+    return [registry().specs[n] for n in sorted(registry().specs)]
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """The spec of backbone `name`; the error lists the installed ones."""
+    specs = registry().specs
+    if name not in specs:
+        known = ", ".join(sorted(specs)) or "none"
+        raise BackboneError(
+            f"unknown backbone {name!r}; installed backbones: {known} (`cmzoo backbones` lists them)"
+        )
+    return specs[name]
+
+
+def create_backbone(
+    name: str,
+    preset: str = "tiny",
+    resolution: int = 32,
+    channels: int = 3,
+    num_classes: int | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """Build backbone `name` from `preset` plus field `overrides`, for images of `resolution` px."""
+    spec = get_backbone(name)
+    return build_backbone(spec, spec.make_config(preset, **overrides), resolution, channels, num_classes)
+
+
+def build_backbone(
+    spec: BackboneSpec, config: BackboneConfig, resolution: int, channels: int = 3, num_classes: int | None = None
+) -> nn.Module:
+    """Build a module from a validated config; plugin failures are reported with the plugin's name."""
+    if num_classes is not None and not spec.capabilities.class_conditional:
+        raise BackboneError(f"backbone {spec.name!r} is not class-conditional; train it without labels")
+    try:
+        return spec.build(config, resolution, channels, num_classes)
+    except CmzooError:
+        raise
+    except Exception as err:
+        raise BackboneError(f"plugin {spec.plugin!r} failed to build backbone {spec.name!r}: {err}") from err
