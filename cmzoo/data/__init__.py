@@ -1,0 +1,7 @@
+"""Data: in-memory image sets in [-1, 1] from folders, .npz, CIFAR-10 batches or procedural shapes."""
+
+from cmzoo.data.dataset import ImageDataset, batch_indices
+from cmzoo.data.shapes import render_shapes
+from cmzoo.data.sources import load_dataset, to_uint8
+
+__all__ = ["ImageDataset", "batch_indices", "load_dataset", "render_shapes", "to_uint8"]

@@ -1,0 +1,5 @@
+import sys
+
+from cmzoo.cli import main
+
+sys.exit(main())

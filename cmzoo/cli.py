@@ -1,0 +1,183 @@
+"""`cmzoo train | sample | backbones`: a thin shell over the Python API.
+
+Every user-facing failure is a CmzooError: printed as one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from cmzoo.errors import CmzooError, ConfigError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'64' → (64, 64); '96x48' → (96, 48) as (height, width)."""
+    try:
+        h, _, w = text.lower().partition("x")
+        size = (int(h), int(w or h))
+    except ValueError:
+        raise ConfigError(f"size {text!r} is not N or HxW (e.g. 64 or 96x48)") from None
+    if min(size) < 1:
+        raise ConfigError(f"size {text!r} must be positive")
+    return size
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    return [parse_size(s) for s in text.split(",") if s.strip()]
+
+
+def parse_steps(values: Sequence[str]) -> int | list[float]:
+    """`--steps 1` (a step count) or `--steps 80 0.66` / `--steps 80,0.66` (explicit σ list)."""
+    items = [v for value in values for v in value.split(",") if v.strip()]
+    try:
+        if len(items) == 1 and items[0].isdigit():
+            return int(items[0])
+        return [float(v) for v in items]
+    except ValueError:
+        raise ConfigError(f"--steps takes a step count or decreasing σ values, got {' '.join(values)}") from None
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`--set dim=256 depth=6` → {'dim': 256, 'depth': 6} (values parsed as JSON when they can be)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes FIELD=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+# ---- subcommands ---------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cmzoo.run import read_run_config
+    from cmzoo.train.config import make_config
+    from cmzoo.train.trainer import train
+
+    given = dict(
+        backbone=args.backbone, preset=args.preset, recipe=args.recipe, data=args.data, resolution=args.resolution,
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, out=args.out, seed=args.seed, device=args.device,
+        distance=args.distance, lpips_weights=args.lpips_weights, init_from=args.init_from,
+        class_conditional=args.class_conditional or None, sample_every=args.sample_every,
+        checkpoint_every=args.checkpoint_every,
+        backbone_overrides=parse_overrides(args.set) if args.set else None,
+    )
+    if args.resume:
+        base = read_run_config(Path(args.resume)).model_dump()
+        config = make_config(**{**base, **{k: v for k, v in given.items() if v is not None}, "out": args.resume})
+        run_dir = train(config, resume=True)
+    else:
+        run_dir = train(make_config(args.config, **given))
+    print(f"run written to {run_dir}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from cmzoo.run import generate, load_run
+    from cmzoo.train.grids import save_grid
+
+    run = load_run(args.run, weights=args.weights, device=args.device)
+    sizes = parse_sizes(args.sizes) if args.sizes else None
+    images, functions = generate(run, args.n, parse_steps(args.steps), args.seed, sizes, batch_size=args.batch_size)
+    out = Path(args.out)
+    for size, batch in images.items():
+        path = out if len(images) == 1 else out.with_name(f"{out.stem}_{size[0]}x{size[1]}{out.suffix}")
+        print(f"wrote {save_grid(batch, path)}")
+    if args.save_functions:
+        from cmzoo.image_functions import concat_functions
+
+        concat_functions(functions).save(args.save_functions)
+        print(f"wrote {args.save_functions}")
+    return 0
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cmzoo.plugins import list_backbones, plugin_problems
+
+    table = Table(title="installed backbones")
+    for column in ("name", "plugin", "capabilities", "presets", "description"):
+        table.add_column(column)
+    for spec in list_backbones():
+        table.add_row(spec.name, spec.plugin, ", ".join(spec.capabilities.names()) or "-",
+                      ", ".join(spec.presets), spec.description)
+    console = Console()
+    console.print(table)
+    for problem in plugin_problems():
+        console.print(f"[yellow]problem:[/] {problem}")
+    return 0
+
+
+# ---- parser --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cmzoo", description="Consistency models with swappable backbones.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="consistency-train a backbone")
+    t.add_argument("--backbone", help="backbone name (`cmzoo backbones` lists them)")
+    t.add_argument("--preset", help="backbone preset, e.g. tiny or paper")
+    t.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
+    t.add_argument("--recipe", help="ct (paper), ict, or ct-short (CPU default)")
+    t.add_argument("--data", help="image folder, .npz, CIFAR-10 folder, or 'shapes' (default)")
+    t.add_argument("--resolution", type=int)
+    t.add_argument("--steps", type=int, help="training steps K (the curriculum's length)")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--distance", help="l2, pseudo_huber or lpips (default: the recipe's)")
+    t.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
+    t.add_argument("--class-conditional", action="store_true", help="condition on the data set's labels")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    t.add_argument("--sample-every", type=int)
+    t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")
+    t.add_argument("--out", help="run directory")
+    t.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
+    t.set_defaults(handler=cmd_train)
+
+    s = sub.add_parser("sample", help="generate images from a trained run")
+    s.add_argument("--run", required=True, metavar="RUN_DIR")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sizes", help="function backbones: sizes to render, e.g. 32,64,128,96x48")
+    s.add_argument("--save-functions", metavar="F.safetensors", help="function backbones: save the image functions")
+    s.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", default="samples.png", metavar="FILE.png")
+    s.set_defaults(handler=cmd_sample)
+
+    b = sub.add_parser("backbones", help="list installed backbones, their capabilities and presets")
+    b.set_defaults(handler=cmd_backbones)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except CmzooError as err:
+        print(f"cmzoo: error: {err}", file=sys.stderr)
+        return 130 if type(err).__name__ == "TrainingInterrupted" else 2
+    except KeyboardInterrupt:
+        print("cmzoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

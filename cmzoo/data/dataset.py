@@ -1,0 +1,49 @@
+"""In-memory image data set and the deterministic batch order (a pure function of the step)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ImageDataset:
+    """Images as uint8 (N, C, H, W) with optional int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    name: str = ""
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+    @property
+    def num_classes(self) -> int | None:
+        return int(self.labels.max()) + 1 if self.labels is not None else None
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images scaled to [-1, 1] (float32) and labels for `indices`."""
+        x = self.images[indices].float() / 127.5 - 1
+        return x, (self.labels[indices] if self.labels is not None else None)
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of the n examples in `epoch`, fixed by (seed, epoch)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor:
+    """Example indices of the global batch at `step`: consecutive slices of per-epoch permutations."""
+    start = step * batch_size
+    out, filled = [], 0
+    while filled < batch_size:
+        epoch, offset = divmod(start + filled, n)
+        take = min(batch_size - filled, n - offset)
+        out.append(epoch_permutation(n, seed, epoch)[offset : offset + take])
+        filled += take
+    return torch.cat(out)

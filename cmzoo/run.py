@@ -1,0 +1,124 @@
+"""Trained runs as Python objects: load a run directory, generate samples at any size, save image
+functions. The CLI's `sample` and `render` are thin shells over these functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+from pydantic import ValidationError
+
+from cmzoo.backbone import BackboneSpec, require, validation_message
+from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
+from cmzoo.engine.sampling import Size, multistep_sample, sample_at_sizes
+from cmzoo.engine.schedules import karras_sigmas
+from cmzoo.errors import CheckpointError, ConfigError
+from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.train import checkpoint
+from cmzoo.train.config import TrainConfig
+
+Weights = Literal["ema", "online", "target"]
+
+
+@dataclass
+class Run:
+    """A trained consistency model loaded from a run directory."""
+
+    model: ConsistencyFunction
+    config: TrainConfig
+    spec: BackboneSpec
+    step: int
+    num_classes: int | None
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a cmzoo run directory (no config.json); give the --out of `cmzoo train`")
+    try:
+        return TrainConfig.model_validate_json(path.read_text())
+    except ValidationError as err:
+        raise CheckpointError(f"{path} is not a valid run config: {validation_message(err)}") from None
+
+
+def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.device = "cpu",
+             checkpoint_path: str | Path | None = None) -> Run:
+    """Rebuild the backbone of `run_dir` and load the `weights` of its newest (or given) checkpoint."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    path = Path(checkpoint_path) if checkpoint_path else checkpoint.latest_checkpoint(run_dir / "checkpoints")
+    state = checkpoint.load_checkpoint(path)
+    spec = get_backbone(config.backbone)
+    net_state = state[weights]
+    num_classes = state.get("num_classes")
+    net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution, 3, num_classes)
+    _load(net, net_state, path)
+    model = ConsistencyFunction(net).to(device).eval().requires_grad_(False)
+    return Run(model, config, spec, int(state["step"]), num_classes)
+
+
+def load_weights_into(net: torch.nn.Module, run_dir: Path, weights: Weights) -> None:
+    """Initialise `net` from the newest checkpoint of another run (e.g. reconstruction pre-training)."""
+    state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(Path(run_dir) / "checkpoints"))
+    _load(net, state[weights], run_dir)
+
+
+def _load(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise CheckpointError(f"weights in {source} do not fit this backbone/preset: {first}") from None
+
+
+def sigma_schedule(steps: int | Sequence[float]) -> list[float]:
+    """An explicit decreasing σ list, or n steps: the n largest points of an (n+1)-point Karras grid."""
+    if isinstance(steps, int):
+        if steps < 1:
+            raise ConfigError(f"--steps must be ≥ 1, got {steps}")
+        return [SIGMA_MAX] if steps == 1 else karras_sigmas(steps + 1).flip(0)[:steps].tolist()
+    return [float(s) for s in steps]
+
+
+@torch.no_grad()
+def generate(
+    run: Run,
+    n: int,
+    steps: int | Sequence[float] = 1,
+    seed: int = 0,
+    sizes: Sequence[Size] | None = None,
+    labels: torch.Tensor | None = None,
+    batch_size: int = 64,
+) -> tuple[dict[Size, torch.Tensor], list]:
+    """n samples in [-1, 1] at each size (default: the training size) and, for function backbones,
+    the image functions they were rendered from (one per batch)."""
+    res = run.resolution
+    sizes = list(sizes) if sizes else [(res, res)]
+    any_size = sizes != [(res, res)]
+    if any_size:
+        require("function_output", run.spec, f"sampling at sizes {sizes} (trained at {res}×{res})")
+    sigmas = sigma_schedule(steps)
+    device = next(run.model.parameters()).device
+    generator = torch.Generator().manual_seed(seed)
+    if labels is None and run.num_classes:
+        labels = torch.arange(n) % run.num_classes
+    out: dict[Size, list[torch.Tensor]] = {s: [] for s in sizes}
+    functions = []
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        noise = torch.randn(b, 3, res, res, generator=generator).to(device)
+        y = labels[start : start + b].to(device) if labels is not None else None
+        if run.spec.capabilities.function_output:
+            images, fn = sample_at_sizes(run.model, noise, sizes, sigmas, y, generator)
+            functions.append(fn)
+        else:
+            images = {(res, res): multistep_sample(run.model, noise, sigmas, y, generator)}
+        for s in sizes:
+            out[s].append(images[s].clamp(-1, 1).cpu())
+    return {s: torch.cat(v) for s, v in out.items()}, functions

