@@ -1,0 +1,71 @@
+"""The `uvit` backbone plugin (DESIGN §4): U-ViT, noise level and label as tokens, long skips."""
+
+from __future__ import annotations
+
+from pydantic import field_validator, model_validator
+from torch import nn
+
+from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
+from cmzoo.layers import checked_patch_size
+
+from cmzoo_uvit.model import UViT
+
+
+class UViTConfig(BackboneConfig):
+    dim: int = 768
+    depth: int = 15  # in-blocks + 1 mid block + out-blocks: 15 → 7 / 1 / 7
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = False
+    patch_size: int | None = None  # None: the paper's rule, 4 at ≤ 64 px and 8 above
+    final_conv: bool = True  # 3×3 conv on the unpatchified output
+    long_skips: bool = True  # out-block i fuses in-block (n − i) by concat → Linear(2·dim → dim)
+
+    @field_validator("depth")
+    @classmethod
+    def _odd_depth(cls, depth: int) -> int:
+        if depth < 1 or depth % 2 == 0:
+            raise ValueError(f"must be odd and ≥ 1 (in + 1 mid + out blocks), got {depth}; e.g. 15 = 7 + 1 + 7")
+        return depth
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> UViTConfig:
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        return self
+
+
+PRESETS = {
+    "paper": {},  # paper App. A.3: dim 768, 12 heads, depth 15 (7 + 1 + 7)
+    "tiny": {"dim": 128, "depth": 5, "num_heads": 4},
+}
+
+
+def build(config: UViTConfig, resolution: int, channels: int, num_classes: int | None) -> nn.Module:
+    return UViT(
+        resolution,
+        channels,
+        patch_size=checked_patch_size("uvit", resolution, config.patch_size),
+        dim=config.dim,
+        depth=config.depth,
+        num_heads=config.num_heads,
+        mlp_ratio=config.mlp_ratio,
+        qkv_bias=config.qkv_bias,
+        final_conv=config.final_conv,
+        long_skips=config.long_skips,
+        num_classes=num_classes,
+    )
+
+
+@hookimpl
+def cmzoo_register_backbones() -> list[BackboneSpec]:
+    return [
+        BackboneSpec(
+            name="uvit",
+            config_model=UViTConfig,
+            presets=PRESETS,
+            build=build,
+            capabilities=Capabilities(class_conditional=True),
+            description="U-ViT: noise level and label as tokens, ViT blocks with long skips (Bao et al. 2023)",
+        )
+    ]
