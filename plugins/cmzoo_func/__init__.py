@@ -1,0 +1,95 @@
+"""The `func` backbone plugin (DESIGN §5): a Transformer that predicts an image function (INR weights).
+
+From c_in·x it generates the weights of a small Fourier-feature MLP; F_θ is that function rendered at
+the input's size, and the same function renders at any other size (paper §3.2–3.4, App. D.3).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from torch import nn
+
+from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
+from cmzoo.layers import checked_patch_size
+
+from cmzoo_func.image_function import INRImageFunction
+from cmzoo_func.model import FunctionGenerator
+
+__all__ = ["PRESETS", "FuncConfig", "FunctionGenerator", "INRImageFunction", "build"]
+
+
+class FuncConfig(BackboneConfig):
+    dim: int = Field(768, gt=0)
+    encoder_depth: int = Field(8, ge=0)  # N: DiT adaLN-Zero blocks of the feature-extraction module
+    decoder_depth: int = Field(6, ge=1)  # M: decoder blocks of the function-prediction module
+    num_heads: int = Field(12, gt=0)
+    patch_size: int | None = Field(None, gt=0)  # None: the paper's rule, 4 at ≤ 64 px and 8 above
+    inr_depth: int = Field(5, ge=1)  # linear layers of the INR (the last one maps to the channels)
+    inr_width: int = Field(256, gt=0)  # hidden width of the INR
+    n_groups: int = Field(64, gt=0)  # weight tokens per INR layer (fewer when the layer is narrower)
+    n_freqs: int = Field(64, gt=0)  # Fourier frequencies per coordinate axis → 4·n_freqs INR inputs
+    max_freq: float = Field(1024.0, ge=1.0)  # frequencies are log-spaced from 1 to max_freq
+    mlp_ratio: float = Field(4.0, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> FuncConfig:
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}; choose a divisor")
+        return self
+
+
+PRESETS = {
+    # Paper App. A.2 / DESIGN §4–5: N = 8, M = 6, dim 768, 12 heads, INR 5 × 256 with 64 groups
+    # (259 weight tokens), 64 frequencies 1…1024: ≈144M parameters at every resolution.
+    "paper": {},
+    # DESIGN §10, the tiny func that learned on CPU.
+    "tiny": {
+        "dim": 128,
+        "encoder_depth": 2,
+        "decoder_depth": 2,
+        "num_heads": 4,
+        "patch_size": 4,
+        "inr_depth": 4,
+        "inr_width": 64,
+        "n_groups": 16,
+        "n_freqs": 16,
+        "max_freq": 16.0,
+    },
+}
+
+
+def build(config: FuncConfig, resolution: int, channels: int, num_classes: int | None) -> nn.Module:
+    return FunctionGenerator(
+        resolution,
+        channels,
+        patch_size=checked_patch_size("func", resolution, config.patch_size),
+        dim=config.dim,
+        encoder_depth=config.encoder_depth,
+        decoder_depth=config.decoder_depth,
+        num_heads=config.num_heads,
+        inr_depth=config.inr_depth,
+        inr_width=config.inr_width,
+        n_groups=config.n_groups,
+        n_freqs=config.n_freqs,
+        max_freq=config.max_freq,
+        mlp_ratio=config.mlp_ratio,
+        dropout=config.dropout,
+        num_classes=num_classes,
+    )
+
+
+@hookimpl
+def cmzoo_register_backbones() -> list[BackboneSpec]:
+    return [
+        BackboneSpec(
+            name="func",
+            config_model=FuncConfig,
+            presets=PRESETS,
+            build=build,
+            # Not zero_init_output: the untrained INR has unit-norm columns, so F_θ ≠ 0 (paper's design).
+            capabilities=Capabilities(any_resolution=True, class_conditional=True, function_output=True, pretrain=True),
+            description="image-function generator: DiT encoder + cross-attention decoder → INR weights (any size)",
+            function_type=INRImageFunction,
+        )
+    ]
