@@ -15,12 +15,12 @@ from cmzoo.train.config import make_config
 from cmzoo.train.trainer import Trainer
 
 
-def _learn(backbone: str, tmp_path, steps: int = 300, images: int = 16, lr: float = 1e-3):
+def _learn(backbone: str, tmp_path, steps: int = 300, images: int = 16, lr: float = 1e-3, sample_ema: float = 0.95):
     torch.set_num_threads(2)
     data = load_dataset("shapes", 32, shapes_count=images)
     data = ImageDataset(data.images, name="shapes16")
     cfg = make_config(backbone=backbone, steps=steps, batch_size=16, lr=lr, out=str(tmp_path),
-                      shapes_count=images, sample_every=0, checkpoint_every=0)
+                      shapes_count=images, sample_every=0, checkpoint_every=0, sample_ema=sample_ema)
     trainer = Trainer(cfg, data=data)
     x0, _ = data.batch(torch.arange(images))
     noise = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(1))

@@ -1,0 +1,89 @@
+"""The command line: train → sample from a fresh process, and one-line errors for bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cmzoo.cli import main
+
+ENV = {**os.environ, "COLUMNS": "120"}
+
+
+def _cmzoo(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "cmzoo", *args], cwd=cwd, capture_output=True, text=True, env=ENV)
+
+
+def test_train_then_sample_as_in_the_readme(tmp_path):
+    r = _cmzoo("train", "--backbone", "dit", "--steps", "30", "--out", "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    run = tmp_path / "run"
+    assert (run / "config.json").is_file() and (run / "checkpoints" / "step_00000030.safetensors").is_file()
+    assert list((run / "samples").glob("step_00000030.png"))
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [10, 20, 30] and all(np.isfinite(r["loss"]) for r in records)
+    r = _cmzoo("sample", "--run", "run", "--n", "16", "--out", "s.png", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(tmp_path / "s.png").size == (4 * 33 + 1, 4 * 33 + 1)  # 4×4 grid of 32 px, 1-px padding
+
+
+def test_resume_continues_to_the_new_step_count(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    common = ["--backbone", "dit", "--data", "shapes", "--batch-size", "4", "--sample-every", "0"]
+    assert main(["train", *common, "--steps", "4", "--out", out]) == 0
+    assert main(["train", "--resume", out, "--steps", "6"]) == 0
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [4, 6]
+
+
+def test_backbones_lists_the_builtins(capsys):
+    assert main(["backbones"]) == 0
+    out = capsys.readouterr().out
+    for name in ("dit", "func", "unet", "uvit"):
+        assert name in out
+    assert "function_output" in out and "zero_init_output" in out
+
+
+def _corrupt_image_folder(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / "ok.png")
+    (tmp_path / "imgs" / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    return str(tmp_path / "imgs")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--data", "{tmp}/nowhere"], "data path .*nowhere does not exist"),
+        (["train", "--backbone", "resnet"], "unknown backbone 'resnet'; installed backbones: dit, func, unet, uvit"),
+        (["train", "--preset", "gigantic"], "no preset 'gigantic'; choose one of"),
+        (["train", "--data", "{corrupt}"], "cannot read image .*broken.jpg"),
+        (["train", "--resolution", "30"], "resolution 30 is not divisible by patch_size 4"),
+        (["train", "--recipe", "fast"], "unknown recipe 'fast'"),
+        (["train", "--set", "depth=many"], "field 'depth'"),
+        (["train", "--config", "{tmp}/missing.toml"], "config file .*missing.toml does not exist"),
+        (["sample", "--run", "{tmp}"], "is not a cmzoo run directory"),
+        (["sample", "--run", "{tmp}/nowhere"], "is not a cmzoo run directory"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, args, message):
+    fill = {"tmp": str(tmp_path)}
+    if "{corrupt}" in args:
+        fill["corrupt"] = _corrupt_image_folder(tmp_path)
+    argv = [a.format(**fill) for a in args] + ["--out", str(tmp_path / "out")] * (args[0] == "train")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cmzoo: error: "), err
+    import re
+
+    assert re.search(message, err), err
+
+
+def test_toml_config_and_unknown_field(tmp_path, capsys):
+    (tmp_path / "c.toml").write_text('backbone = "dit"\nsteps = 2\nwarp_speed = 9\n')
+    assert main(["train", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o")]) == 2
+    assert "field 'warp_speed': unknown field" in capsys.readouterr().err
