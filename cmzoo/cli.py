@@ -1,4 +1,4 @@
-"""`cmzoo train | sample | backbones`: a thin shell over the Python API.
+"""`cmzoo train | pretrain | sample | render | backbones`: a thin shell over the Python API.
 
 Every user-facing failure is a CmzooError: printed as one line, exit status 2.
 """
@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
+
+from cmzoo.backbone import require
 from cmzoo.errors import CmzooError, ConfigError
 
 
@@ -55,6 +58,9 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "steps", "batch_size", "lr", "seed", "device", "out")
+
+
 # ---- subcommands ---------------------------------------------------------------------------------
 
 
@@ -87,16 +93,38 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     run = load_run(args.run, weights=args.weights, device=args.device)
     sizes = parse_sizes(args.sizes) if args.sizes else None
+    if args.save_functions:
+        require("function_output", run.spec, "--save-functions")
     images, functions = generate(run, args.n, parse_steps(args.steps), args.seed, sizes, batch_size=args.batch_size)
     out = Path(args.out)
     for size, batch in images.items():
         path = out if len(images) == 1 else out.with_name(f"{out.stem}_{size[0]}x{size[1]}{out.suffix}")
         print(f"wrote {save_grid(batch, path)}")
     if args.save_functions:
-        from cmzoo.image_functions import concat_functions
+        functions.save(args.save_functions)
+        print(f"wrote {args.save_functions} ({len(functions)} image functions)")
+    return 0
 
-        concat_functions(functions).save(args.save_functions)
-        print(f"wrote {args.save_functions}")
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from cmzoo.run import load_image_function
+    from cmzoo.train.grids import save_grid
+
+    functions = load_image_function(args.functions)
+    height, width = parse_size(args.size)
+    with torch.no_grad():
+        images = functions.render(height, width).clamp(-1, 1)
+    print(f"wrote {save_grid(images, Path(args.out))}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from cmzoo.train.config import make_config
+    from cmzoo.train.pretrain import pretrain
+
+    given = {k: getattr(args, k) for k in PRETRAIN_FIELDS}
+    run_dir = pretrain(make_config(args.config, **given, backbone_overrides=parse_overrides(args.set) if args.set else None))
+    print(f"pre-training run written to {run_dir}; continue with `cmzoo train --init-from {run_dir}`")
     return 0
 
 
@@ -161,6 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--out", default="samples.png", metavar="FILE.png")
     s.set_defaults(handler=cmd_sample)
+
+    r = sub.add_parser("render", help="render saved image functions at any size")
+    r.add_argument("functions", metavar="F.safetensors")
+    r.add_argument("--size", required=True, help="H or HxW, e.g. 512x256")
+    r.add_argument("--out", default="render.png", metavar="FILE.png")
+    r.set_defaults(handler=cmd_render)
+
+    p = sub.add_parser("pretrain", help="reconstruction pre-training of a function backbone (paper §3.4)")
+    p.add_argument("--backbone", default=None)
+    p.add_argument("--preset")
+    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
+    p.add_argument("--data")
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-4)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--out")
+    p.add_argument("--config", metavar="FILE.toml")
+    p.set_defaults(handler=cmd_pretrain)
 
     b = sub.add_parser("backbones", help="list installed backbones, their capabilities and presets")
     b.set_defaults(handler=cmd_backbones)

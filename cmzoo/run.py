@@ -10,7 +10,7 @@ from typing import Literal, Sequence
 import torch
 from pydantic import ValidationError
 
-from cmzoo.backbone import BackboneSpec, require, validation_message
+from cmzoo.backbone import BackboneSpec, ImageFunction, require, validation_message
 from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
 from cmzoo.engine.sampling import Size, multistep_sample, sample_at_sizes
 from cmzoo.engine.schedules import karras_sigmas
@@ -95,9 +95,9 @@ def generate(
     sizes: Sequence[Size] | None = None,
     labels: torch.Tensor | None = None,
     batch_size: int = 64,
-) -> tuple[dict[Size, torch.Tensor], list]:
+) -> tuple[dict[Size, torch.Tensor], ImageFunction | None]:
     """n samples in [-1, 1] at each size (default: the training size) and, for function backbones,
-    the image functions they were rendered from (one per batch)."""
+    the n image functions they were rendered from (else None)."""
     res = run.resolution
     sizes = list(sizes) if sizes else [(res, res)]
     any_size = sizes != [(res, res)]
@@ -121,4 +121,20 @@ def generate(
             images = {(res, res): multistep_sample(run.model, noise, sigmas, y, generator)}
         for s in sizes:
             out[s].append(images[s].clamp(-1, 1).cpu())
-    return {s: torch.cat(v) for s, v in out.items()}, functions
+    merged = type(functions[0]).cat(functions).to("cpu") if functions else None
+    return {s: torch.cat(v) for s, v in out.items()}, merged
+
+
+def load_image_function(path: str | Path) -> ImageFunction:
+    """Load saved image functions with the class of the backbone named in the file's metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"image function file {path} does not exist")
+    try:
+        meta = checkpoint.read_safetensors_metadata(path)
+    except (ValueError, OSError) as err:
+        raise CheckpointError(f"{path} is not a safetensors image-function file: {err}") from None
+    spec = get_backbone(meta.get("backbone", "?"))
+    if spec.function_type is None:
+        raise CheckpointError(f"{path} names backbone {spec.name!r}, which has no image functions")
+    return spec.function_type.load(path)

@@ -12,9 +12,9 @@ import torch
 
 from cmzoo.backbone import BackboneSpec, ImageFunction
 from cmzoo.engine.distances import l2
+from cmzoo.engine.ema import frozen_copy
 from cmzoo.engine.loss import consistency_loss
 from cmzoo.engine.parameterization import ConsistencyFunction, c_noise
-from cmzoo.engine.ema import frozen_copy
 from cmzoo.plugins import build_backbone, get_backbone
 
 

@@ -87,3 +87,36 @@ def test_toml_config_and_unknown_field(tmp_path, capsys):
     (tmp_path / "c.toml").write_text('backbone = "dit"\nsteps = 2\nwarp_speed = 9\n')
     assert main(["train", "--config", str(tmp_path / "c.toml"), "--out", str(tmp_path / "o")]) == 2
     assert "field 'warp_speed': unknown field" in capsys.readouterr().err
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "tiny.npz", images=images)
+    return str(tmp_path / "tiny.npz")
+
+
+def test_func_pretrain_train_sample_sizes_and_render(tmp_path, tiny_npz, capsys):
+    fast = ["--data", tiny_npz, "--batch-size", "4"]
+    pre, run = str(tmp_path / "pre"), str(tmp_path / "run")
+    assert main(["pretrain", "--backbone", "func", *fast, "--steps", "3", "--out", pre]) == 0
+    assert main(["train", "--backbone", "func", *fast, "--steps", "2", "--init-from", pre, "--out", run]) == 0
+    grids = sorted(p.name for p in (tmp_path / "run" / "samples").iterdir())
+    assert grids == ["step_00000002_32x32.png", "step_00000002_64x64.png"]
+    fns = str(tmp_path / "f.safetensors")
+    out = str(tmp_path / "s.png")
+    assert main(["sample", "--run", run, "--n", "4", "--sizes", "32,64,96x48", "--save-functions", fns, "--out", out]) == 0
+    sizes = {p.name: Image.open(p).size for p in tmp_path.glob("s_*.png")}
+    assert sizes == {"s_32x32.png": (67, 67), "s_64x64.png": (131, 131), "s_96x48.png": (99, 195)}
+    assert main(["render", fns, "--size", "40x80", "--out", str(tmp_path / "r.png")]) == 0
+    assert Image.open(tmp_path / "r.png").size == (2 * 81 + 1, 2 * 41 + 1)  # (W, H) of a 2×2 grid
+
+
+def test_fixed_resolution_backbone_refuses_other_sizes(tmp_path, tiny_npz, capsys):
+    run = str(tmp_path / "run")
+    assert main(["train", "--backbone", "dit", "--data", tiny_npz, "--batch-size", "4", "--steps", "1", "--out", run]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--run", run, "--sizes", "64", "--out", str(tmp_path / "x.png")]) == 2
+    assert "needs capability 'function_output', which backbone 'dit' lacks; use a backbone with it: func" in capsys.readouterr().err
+    assert main(["pretrain", "--backbone", "dit", "--data", tiny_npz, "--steps", "1", "--out", str(tmp_path / "p")]) == 2
+    assert "capability 'pretrain'" in capsys.readouterr().err

@@ -255,7 +255,10 @@ class OfflineInceptionV3(FeatureExtractorBase):
 
 def register_with_torch_fidelity(name: str = "inception-v3-offline") -> str:
     """Make the offline network usable as `torch_fidelity.calculate_metrics(feature_extractor=name)`."""
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+    from torch_fidelity.registry import (
+        FEATURE_EXTRACTORS_REGISTRY,
+        register_feature_extractor,
+    )
 
     if FEATURE_EXTRACTORS_REGISTRY.get(name) is not OfflineInceptionV3:
         register_feature_extractor(name, OfflineInceptionV3)
@@ -288,7 +291,13 @@ def inception_features(
     progress: bool = True, description: str = "Inception features",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pool (N, 2048) and spatial (N, 2023) float32 features of uint8 or [-1, 1] float images."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     images = as_uint8_images(images)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

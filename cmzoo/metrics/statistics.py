@@ -19,7 +19,11 @@ import numpy as np
 import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics
 
-from cmzoo.metrics.inception import FEATURES_VERSION, as_uint8_images, inception_features
+from cmzoo.metrics.inception import (
+    FEATURES_VERSION,
+    as_uint8_images,
+    inception_features,
+)
 
 CACHE_ENV = "CMZOO_CACHE"
 

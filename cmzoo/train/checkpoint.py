@@ -112,6 +112,13 @@ def safetensors_metadata(data: bytes) -> dict[str, str]:
     return json.loads(data[8 : 8 + n]).get("__metadata__", {})
 
 
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file, reading only its header."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        return safetensors_metadata(n.to_bytes(8, "little") + f.read(n))
+
+
 def latest_checkpoint(directory: Path) -> Path:
     found = list_checkpoints(directory)
     if not found:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cmzoo.backbone import validation_message
@@ -13,7 +13,7 @@ from cmzoo.engine.distances import lpips_available
 from cmzoo.engine.recipes import RECIPES, Recipe, get_recipe
 from cmzoo.errors import ConfigError
 
-DEFAULT_BACKBONE = "dit"
+DEFAULT_BACKBONE = "func"  # the paper's image-function generator
 
 
 class TrainConfig(BaseModel):

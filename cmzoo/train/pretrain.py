@@ -7,11 +7,24 @@ backbone of capability ``pretrain``; it uses nothing but ``reconstruct``.
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
+from rich.console import Console
 from torch import nn
 
+from cmzoo.backbone import require
+from cmzoo.data import load_dataset
 from cmzoo.engine.parameterization import c_in
+from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.train.checkpoint import save_checkpoint
+from cmzoo.train.config import TrainConfig
+from cmzoo.train.progress import progress_bar
+from cmzoo.train.trainer import resolve_device
 
 
 def reconstruct(module: nn.Module, x: torch.Tensor):
@@ -42,6 +55,7 @@ def pretrain_steps(
     lr: float = 1e-4,
     batch_size: int = 32,
     generator: torch.Generator | None = None,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Run `steps` Adam steps (paper: lr 1e-4) of reconstruction on `images` (N, C, H, W) in [-1, 1].
 
@@ -64,4 +78,44 @@ def pretrain_steps(
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(len(losses), losses[-1])
     return losses
+
+
+def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
+    """Reconstruction pre-training of `config.backbone` (capability ``pretrain``); returns the run dir.
+
+    The run directory has the layout of a training run (config.json, metrics.jsonl, checkpoints with
+    the weights as ``online``), so ``cmzoo train --init-from DIR`` starts consistency training from it.
+    """
+    console = console or Console(stderr=True)
+    spec = get_backbone(config.backbone)
+    require("pretrain", spec, "reconstruction pre-training")
+    lr = config.lr or 1e-4  # paper App. A.2: Adam, lr 1e-4
+    batch_size = config.batch_size or 32
+    data = load_dataset(config.data, config.resolution, config.shapes_count, config.seed)
+    torch.manual_seed(config.seed)
+    net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution)
+    net.to(resolve_device(config.device))
+    images, _ = data.batch(torch.arange(len(data)))
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved = config.model_copy(update={"lr": lr, "batch_size": batch_size})
+    (run_dir / "config.json").write_text(saved.model_dump_json(indent=2))
+    console.print(f"cmzoo pretrain: {config.backbone}/{config.preset} on {data.name} at {config.resolution} px, "
+                  f"{config.steps} steps, batch {batch_size}, Adam lr {lr}")
+    bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}", console)
+    with bar as progress, open(run_dir / "metrics.jsonl", "a") as log:
+        task = progress.add_task("pretrain", total=config.steps, loss=float("nan"))
+
+        def on_step(step: int, loss: float) -> None:
+            progress.update(task, completed=step, loss=loss)
+            if step % config.log_every == 0 or step == config.steps:
+                log.write(json.dumps({"step": step, "mse": loss, "psnr": 10 * math.log10(4 / loss)}) + "\n")
+
+        pretrain_steps(net, images, config.steps, lr, batch_size, torch.Generator().manual_seed(config.seed), on_step)
+    state = {"step": config.steps, "num_classes": None, "online": net.state_dict(), "ema": net.state_dict(),
+             "config": saved.model_dump_json()}
+    save_checkpoint(run_dir / "checkpoints", config.steps, state, config.keep_checkpoints)
+    return run_dir

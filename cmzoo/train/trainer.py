@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cmzoo.data import ImageDataset, batch_indices, load_dataset
 from cmzoo.engine.distances import make_distance
@@ -24,6 +23,7 @@ from cmzoo.plugins import build_backbone, get_backbone
 from cmzoo.train import checkpoint
 from cmzoo.train.config import TrainConfig, make_config
 from cmzoo.train.grids import save_sample_grids
+from cmzoo.train.progress import progress_bar
 
 
 class TrainingInterrupted(TrainingError):
@@ -171,10 +171,9 @@ class Trainer:
         cfg = self.config
         window: list[float] = []
         start, start_step = time.perf_counter(), self.step
-        columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]:.4f}  N {task.fields[n]}  {task.fields[rate]:.1f} it/s"),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=self.console) as progress, open(self.run_dir / "metrics.jsonl", "a") as log:
+        bar = progress_bar("train", "loss {task.fields[loss]:.4f}  N {task.fields[n]}  {task.fields[rate]:.1f} it/s",
+                           self.console)
+        with bar as progress, open(self.run_dir / "metrics.jsonl", "a") as log:
             task = progress.add_task("train", total=cfg.steps, completed=self.step, loss=float("nan"), n=0, rate=0.0)
             while self.step < cfg.steps:
                 metrics = self.train_step()

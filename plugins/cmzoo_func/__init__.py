@@ -11,7 +11,6 @@ from torch import nn
 
 from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
 from cmzoo.layers import checked_patch_size
-
 from cmzoo_func.image_function import INRImageFunction
 from cmzoo_func.model import FunctionGenerator
 

@@ -112,6 +112,15 @@ class INRImageFunction:
             index = slice(index, index + 1 or None)
         return INRImageFunction([w[index] for w in self.weights], self.n_freqs, self.max_freq)
 
+    @classmethod
+    def cat(cls, functions: Sequence[INRImageFunction]) -> INRImageFunction:
+        """One batch of all `functions` (which share a render rule), in order."""
+        first = functions[0]
+        if any((f.n_freqs, f.max_freq) != (first.n_freqs, first.max_freq) for f in functions):
+            raise ValueError("image functions with different render rules cannot be concatenated")
+        layers = zip(*(f.weights for f in functions))
+        return cls([torch.cat(ws) for ws in layers], first.n_freqs, first.max_freq)
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> INRImageFunction:
         """The same functions with weights on `device` (and optionally cast to `dtype`)."""
         return INRImageFunction([w.to(device=device, dtype=dtype) for w in self.weights], self.n_freqs, self.max_freq)

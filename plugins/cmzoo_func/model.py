@@ -17,8 +17,12 @@ from timm.layers import Attention, Mlp, PatchEmbed, build_sincos2d_pos_embed
 from torch import nn
 
 from cmzoo.errors import BackboneError
-from cmzoo.layers import AdaLNZeroBlock, NoiseEmbedder, init_adaln_zero, init_transformer_weights
-
+from cmzoo.layers import (
+    AdaLNZeroBlock,
+    NoiseEmbedder,
+    init_adaln_zero,
+    init_transformer_weights,
+)
 from cmzoo_func.image_function import INRImageFunction, inr_layer_shapes
 
 # ---------------------------------------------------------------------------------------------------
