@@ -58,23 +58,9 @@ def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.
     net_state = state[weights]
     num_classes = state.get("num_classes")
     net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution, 3, num_classes)
-    _load(net, net_state, path)
+    checkpoint.load_module_state(net, net_state, path)
     model = ConsistencyFunction(net).to(device).eval().requires_grad_(False)
     return Run(model, config, spec, int(state["step"]), num_classes)
-
-
-def load_weights_into(net: torch.nn.Module, run_dir: Path, weights: Weights) -> None:
-    """Initialise `net` from the newest checkpoint of another run (e.g. reconstruction pre-training)."""
-    state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(Path(run_dir) / "checkpoints"))
-    _load(net, state[weights], run_dir)
-
-
-def _load(net: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
-        raise CheckpointError(f"weights in {source} do not fit this backbone/preset: {first}") from None
 
 
 def sigma_schedule(steps: int | Sequence[float]) -> list[float]:

@@ -120,3 +120,12 @@ def test_fixed_resolution_backbone_refuses_other_sizes(tmp_path, tiny_npz, capsy
     assert "needs capability 'function_output', which backbone 'dit' lacks; use a backbone with it: func" in capsys.readouterr().err
     assert main(["pretrain", "--backbone", "dit", "--data", tiny_npz, "--steps", "1", "--out", str(tmp_path / "p")]) == 2
     assert "capability 'pretrain'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backbone", ["dit", "func", "unet", "uvit"])
+def test_every_builtin_backbone_trains_and_samples_from_the_cli(tmp_path, tiny_npz, backbone):
+    run = str(tmp_path / "run")
+    assert main(["train", "--backbone", backbone, "--data", tiny_npz, "--batch-size", "4", "--steps", "2",
+                 "--out", run]) == 0
+    assert main(["sample", "--run", run, "--n", "4", "--steps", "80", "1", "--out", str(tmp_path / "s.png")]) == 0
+    assert Image.open(tmp_path / "s.png").size == (67, 67)

@@ -39,7 +39,16 @@ def _learn(backbone: str, tmp_path, steps: int = 300, images: int = 16, lr: floa
 
 
 @pytest.mark.slow
-def test_tiny_dit_learns(tmp_path):
-    first, last, den1_0, den1_1, nn_0, nn_1 = _learn("dit", tmp_path, steps=400)
+@pytest.mark.parametrize("backbone, steps", [("dit", 400), ("uvit", 300)])
+def test_tiny_transformer_learns(tmp_path, backbone, steps):
+    first, last, den1_0, den1_1, nn_0, nn_1 = _learn(backbone, tmp_path, steps=steps)
+    assert last <= 0.7 * first, (first, last)
+    assert den1_1 <= 0.75 * den1_0, (den1_0, den1_1)
+
+
+@pytest.mark.slow
+def test_tiny_func_learns_and_its_samples_approach_the_training_images(tmp_path):
+    first, last, den1_0, den1_1, nn_0, nn_1 = _learn("func", tmp_path, steps=400)
     assert last <= 0.65 * first, (first, last)
     assert den1_1 <= 0.75 * den1_0, (den1_0, den1_1)
+    assert nn_1 <= 0.95 * nn_0, (nn_0, nn_1)

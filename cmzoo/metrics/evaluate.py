@@ -16,12 +16,29 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, isc_features_to_metric
-from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
-from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+from torch_fidelity.metric_kid import (
+    KEY_METRIC_KID_MEAN,
+    KEY_METRIC_KID_STD,
+    kid_features_to_metric,
+)
+from torch_fidelity.metric_prc import (
+    KEY_METRIC_PRECISION,
+    KEY_METRIC_RECALL,
+    prc_features_to_metric,
+)
 
 from cmzoo.errors import DataError
-from cmzoo.metrics.inception import FEATURES_VERSION, as_uint8_images, load_inception, load_logits_layer
-from cmzoo.metrics.statistics import FeatureStatistics, images_statistics, reference_statistics
+from cmzoo.metrics.inception import (
+    FEATURES_VERSION,
+    as_uint8_images,
+    load_inception,
+    load_logits_layer,
+)
+from cmzoo.metrics.statistics import (
+    FeatureStatistics,
+    images_statistics,
+    reference_statistics,
+)
 
 IS_UNAVAILABLE = "n/a (weights not available)"
 PR_NEIGHBOURHOOD = 3  # Kynkäänniemi et al. 2019, as the ADM evaluator

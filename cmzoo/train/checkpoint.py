@@ -124,3 +124,18 @@ def latest_checkpoint(directory: Path) -> Path:
     if not found:
         raise CheckpointError(f"no checkpoint in {directory}; train first (`cmzoo train --out ...`)")
     return found[-1]
+
+
+def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: Path) -> None:
+    """Load weights into `module`; a mismatch is one line naming the source and the first problem."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        lines = str(err).splitlines()
+        raise CheckpointError(f"weights in {source} do not fit this backbone/preset: {lines[-1].strip()}") from None
+
+
+def load_run_weights(module: torch.nn.Module, run_dir: Path, weights: str = "online") -> None:
+    """Initialise `module` from the newest checkpoint of another run (e.g. reconstruction pre-training)."""
+    state = load_checkpoint(latest_checkpoint(Path(run_dir) / "checkpoints"))
+    load_module_state(module, state[weights], run_dir)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cmzoo.backbone import validation_message
 from cmzoo.engine.distances import lpips_available
-from cmzoo.engine.recipes import RECIPES, Recipe, get_recipe
+from cmzoo.engine.recipes import RECIPES, get_recipe
 from cmzoo.errors import ConfigError
 
 DEFAULT_BACKBONE = "func"  # the paper's image-function generator
@@ -45,9 +45,6 @@ class TrainConfig(BaseModel):
     grid_size: int = Field(64, ge=1)
     grid_sizes: list[tuple[int, int]] = Field(default_factory=list)  # extra sizes for function backbones
     init_from: str | None = None  # a pre-training run directory whose weights start the online network
-
-    def recipe_obj(self) -> Recipe:
-        return get_recipe(self.recipe or "ct-short")
 
     def resolved(self) -> tuple["TrainConfig", list[str]]:
         """A copy with every `None` filled in from the recipe, and the notices to show the user."""

@@ -61,9 +61,7 @@ class Trainer:
         net = build_backbone(self.spec, backbone_config, cfg.resolution, self.data.images.shape[1], self.num_classes)
         self.online = ConsistencyFunction(net).to(self.device)
         if cfg.init_from:
-            from cmzoo.run import load_weights_into
-
-            load_weights_into(self.online.net, Path(cfg.init_from), "online")
+            checkpoint.load_run_weights(self.online.net, Path(cfg.init_from))
         self.target = frozen_copy(self.online)
         self.ema = frozen_copy(self.online).eval()  # the target stays in train mode: same dropout as online
         self.optimizer = torch.optim.RAdam(self.online.parameters(), lr=cfg.lr)
@@ -85,12 +83,11 @@ class Trainer:
         i = recipe.sample_indices(sigmas, cfg.batch_size, self.generator)
         noise = torch.randn(x0.shape, generator=self.generator)
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        to = lambda t: t.to(self.device, non_blocking=True)  # noqa: E731
+        weight = recipe.weight(sigma, sigma_next)
+        x0, sigma, sigma_next, noise, weight = (t.to(self.device) for t in (x0, sigma, sigma_next, noise, weight))
+        labels = labels.to(self.device) if labels is not None else None
         self.online.train()
-        loss = consistency_loss(
-            self.online, self.target, to(x0), to(sigma), to(sigma_next), to(noise),
-            to(recipe.weight(sigma, sigma_next)), self.distance, None if labels is None else to(labels),
-        )
+        loss = consistency_loss(self.online, self.target, x0, sigma, sigma_next, noise, weight, self.distance, labels)
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"non-finite loss ({loss.item()}) at step {k}; the last good checkpoint in "
