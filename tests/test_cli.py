@@ -129,3 +129,15 @@ def test_every_builtin_backbone_trains_and_samples_from_the_cli(tmp_path, tiny_n
                  "--out", run]) == 0
     assert main(["sample", "--run", run, "--n", "4", "--steps", "80", "1", "--out", str(tmp_path / "s.png")]) == 0
     assert Image.open(tmp_path / "s.png").size == (67, 67)
+
+
+def test_class_conditional_training_and_sampling(tmp_path, capsys):
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "lab.npz", images=images, labels=np.arange(8) % 4)
+    run = str(tmp_path / "run")
+    assert main(["train", "--backbone", "dit", "--data", str(tmp_path / "lab.npz"), "--class-conditional",
+                 "--batch-size", "4", "--steps", "1", "--out", run]) == 0
+    from cmzoo.run import load_run
+
+    assert load_run(run).num_classes == 4
+    assert main(["sample", "--run", run, "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
