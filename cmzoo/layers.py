@@ -91,6 +91,17 @@ def init_transformer_weights(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
+def init_dit_embeddings(x_embedder: nn.Module, t_embedder: NoiseEmbedder, y_embedder: nn.Embedding | None) -> None:
+    """DiT's embedding init: the patch projection like a linear layer, N(0, 0.02) noise/label embeddings."""
+    w = x_embedder.proj.weight
+    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+    nn.init.zeros_(x_embedder.proj.bias)
+    nn.init.normal_(t_embedder.mlp[0].weight, std=0.02)
+    nn.init.normal_(t_embedder.mlp[2].weight, std=0.02)
+    if y_embedder is not None:
+        nn.init.normal_(y_embedder.weight, std=0.02)
+
+
 def paper_patch_size(resolution: int) -> int:
     """The paper's patch size for every Transformer backbone: 4 at 32 and 64 px, 8 at 128 px."""
     return 4 if resolution <= 64 else 8

@@ -6,7 +6,6 @@ from torch import nn
 
 from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
 from cmzoo.layers import checked_patch_size
-
 from cmzoo_dit.model import DiT
 
 

@@ -7,7 +7,14 @@ from einops import rearrange
 from timm.layers import PatchEmbed, build_sincos2d_pos_embed
 from torch import nn
 
-from cmzoo.layers import AdaLNFinalLayer, AdaLNZeroBlock, NoiseEmbedder, init_adaln_zero, init_transformer_weights
+from cmzoo.layers import (
+    AdaLNFinalLayer,
+    AdaLNZeroBlock,
+    NoiseEmbedder,
+    init_adaln_zero,
+    init_dit_embeddings,
+    init_transformer_weights,
+)
 
 
 class DiT(nn.Module):
@@ -42,13 +49,7 @@ class DiT(nn.Module):
         # Xavier everywhere, the patch projection like a linear layer, N(0, 0.02) embeddings, then
         # adaLN-Zero: every block and the output start at zero, so F_θ ≡ 0 before training.
         init_transformer_weights(self)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        if self.y_embedder is not None:
-            nn.init.normal_(self.y_embedder.weight, std=0.02)
+        init_dit_embeddings(self.x_embedder, self.t_embedder, self.y_embedder)
         init_adaln_zero(self)
 
     def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

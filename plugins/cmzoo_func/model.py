@@ -21,6 +21,7 @@ from cmzoo.layers import (
     AdaLNZeroBlock,
     NoiseEmbedder,
     init_adaln_zero,
+    init_dit_embeddings,
     init_transformer_weights,
 )
 from cmzoo_func.image_function import INRImageFunction, inr_layer_shapes
@@ -166,16 +167,10 @@ class FunctionGenerator(nn.Module):
         # default, as Trans-INR. adaLN-Zero makes every encoder block the identity at first, so the
         # data tokens then equal the patch tokens that reconstruction pre-training feeds directly.
         init_transformer_weights(self)
-        w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.zeros_(self.x_embedder.proj.bias)
+        init_dit_embeddings(self.x_embedder, self.t_embedder, self.y_embedder)
         grid = self.x_embedder.grid_size
         with torch.no_grad():
             self.pos_embed.copy_(build_sincos2d_pos_embed(list(grid), self.pos_embed.shape[-1])[None])
-        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
-        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
-        if self.y_embedder is not None:
-            nn.init.normal_(self.y_embedder.weight, std=0.02)
         nn.init.normal_(self.inr_tokens, std=1.0)
         self.to_weights.reset_base()
         init_adaln_zero(self)

@@ -7,7 +7,6 @@ from torch import nn
 
 from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
 from cmzoo.layers import checked_patch_size
-
 from cmzoo_uvit.model import UViT
 
 
