@@ -42,6 +42,8 @@ class TrainConfig(BaseModel):
     sample_every: int = Field(200, ge=0)  # 0: grids only at the end
     checkpoint_every: int = Field(200, ge=0)  # 0: checkpoint only at the end
     keep_checkpoints: int = Field(3, ge=1)
+    denoise_every: int = Field(50, ge=0)  # 0: never; total denoising distance per σ bucket (paper §4.1)
+    denoise_sigmas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 20.0, 80.0])
     grid_size: int = Field(64, ge=1)
     grid_sizes: list[tuple[int, int]] = Field(default_factory=list)  # extra sizes for function backbones
     init_from: str | None = None  # a pre-training run directory whose weights start the online network

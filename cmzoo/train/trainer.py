@@ -19,6 +19,8 @@ from cmzoo.engine.loss import consistency_loss
 from cmzoo.engine.parameterization import ConsistencyFunction
 from cmzoo.engine.recipes import get_recipe
 from cmzoo.errors import ConfigError, DataError, TrainingError
+from cmzoo.metrics.denoising import denoising_distances
+from cmzoo.metrics.plots import plot_denoising_distances
 from cmzoo.plugins import build_backbone, get_backbone
 from cmzoo.train import checkpoint
 from cmzoo.train.config import TrainConfig, make_config
@@ -172,6 +174,8 @@ class Trainer:
                            self.console)
         with bar as progress, open(self.run_dir / "metrics.jsonl", "a") as log:
             task = progress.add_task("train", total=cfg.steps, completed=self.step, loss=float("nan"), n=0, rate=0.0)
+            if cfg.denoise_every and self.step == 0:
+                log.write(json.dumps({"step": 0, "denoising_distance": self.denoising_distances()}) + "\n")
             while self.step < cfg.steps:
                 metrics = self.train_step()
                 window.append(metrics["loss"])
@@ -182,6 +186,8 @@ class Trainer:
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     window.clear()
+                if cfg.denoise_every and (self.step % cfg.denoise_every == 0 or self.step == cfg.steps):
+                    log.write(json.dumps({"step": self.step, "denoising_distance": self.denoising_distances()}) + "\n")
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.steps:
                     save_sample_grids(self)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
@@ -194,6 +200,16 @@ class Trainer:
                     )
         save_sample_grids(self)
         self.save()
+        if cfg.denoise_every:
+            plot_denoising_distances(self.run_dir / "metrics.jsonl", self.run_dir / "denoising_distance.png")
+
+    def denoising_distances(self) -> dict[str, float]:
+        """Total denoising distance of the sample EMA per σ bucket, on a fixed batch (paper §4.1)."""
+        n = min(len(self.data), 32)
+        x0, labels = self.data.batch(torch.arange(n))
+        x0, labels = x0.to(self.device), (labels.to(self.device) if labels is not None else None)
+        dist = denoising_distances(self.ema, x0, self.config.denoise_sigmas, self.config.seed, labels)
+        return {f"{s:g}": d for s, d in dist.items()}
 
 
 def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Path:
