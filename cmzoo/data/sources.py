@@ -38,6 +38,25 @@ def load_dataset(source: str | Path | None, resolution: int, shapes_count: int =
     return folder_dataset(path, resolution)
 
 
+def native_resolution(source: str | Path) -> int:
+    """The side of the square images `source` holds (the shorter side of its first image)."""
+    path = Path(source)
+    if path.is_file() and path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as f:
+            if "images" in f:
+                return int(min(f["images"].shape[1:3]))
+    elif path.is_dir():
+        if any((path / b).is_file() for b in CIFAR_BATCHES):
+            return 32
+        from PIL import Image
+
+        first = next((p for p in sorted(path.rglob("*")) if p.suffix.lower() in IMAGE_SUFFIXES), None)
+        if first is not None:
+            with Image.open(first) as im:
+                return min(im.size)
+    return load_dataset(path, 1).resolution  # raises the loader's own clear error
+
+
 def shapes_dataset(count: int, resolution: int, seed: int = 0) -> ImageDataset:
     images = torch.stack([render_shapes(i, resolution, resolution, seed) for i in range(count)])
     return ImageDataset(to_uint8(images), name=f"shapes[{count}]")

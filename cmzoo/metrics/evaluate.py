@@ -171,3 +171,37 @@ def evaluate_images(
     ref_stats = reference_statistics(reference, reference_name, batch_size, device, progress)
     sample_stats = images_statistics(samples, batch_size, device, progress, "Inception features: samples")
     return evaluate_statistics(sample_stats, ref_stats, reference_name, logits_weight, device)
+
+
+def evaluate_run(
+    run_dir: str | Path, data: str | Path, n: int = 50_000, size: int | None = None, batch_size: int = 64,
+    steps: int | list[float] = 1, seed: int = 0, device: str | torch.device | None = None,
+    inception_weights_for_is: str | Path | None = None,
+) -> EvalResult:
+    """Generate n samples from a run (at `size` px; any size for function backbones) and score them
+    against the data set at `data`, resized to the same size."""
+    from cmzoo.data import load_dataset, to_uint8
+    from cmzoo.run import generate, load_run
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    run = load_run(run_dir, device=device)
+    size = size or run.resolution
+    images, _ = generate(run, n, steps, seed, sizes=[(size, size)], batch_size=batch_size)
+    reference = load_dataset(data, size)
+    return evaluate_images(to_uint8(images[(size, size)]), reference.images, batch_size,
+                           f"{reference.name}@{size}", inception_weights_for_is, device)
+
+
+def evaluate_image_source(
+    images: str | Path, data: str | Path, size: int | None = None, batch_size: int = 64,
+    device: str | torch.device | None = None, inception_weights_for_is: str | Path | None = None,
+) -> EvalResult:
+    """Score existing images (a folder or .npz) against the data set at `data`, both at `size` px."""
+    from cmzoo.data import load_dataset
+    from cmzoo.data.sources import native_resolution
+
+    size = size or native_resolution(images)
+    samples = load_dataset(images, size)
+    reference = load_dataset(data, size)
+    return evaluate_images(samples.images, reference.images, batch_size, f"{reference.name}@{size}",
+                           inception_weights_for_is, device)

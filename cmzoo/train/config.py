@@ -42,6 +42,9 @@ class TrainConfig(BaseModel):
     sample_every: int = Field(200, ge=0)  # 0: grids only at the end
     checkpoint_every: int = Field(200, ge=0)  # 0: checkpoint only at the end
     keep_checkpoints: int = Field(3, ge=1)
+    grad_accum: int = Field(1, ge=1)  # micro-batches per step: batch_size is the global batch
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; the loss, weights and EMAs stay fp32
+    max_bad_steps: int = Field(0, ge=0)  # non-finite losses skipped (no update) before the run stops
     denoise_every: int = Field(50, ge=0)  # 0: never; total denoising distance per σ bucket (paper §4.1)
     denoise_sigmas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 20.0, 80.0])
     grid_size: int = Field(64, ge=1)

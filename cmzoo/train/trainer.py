@@ -1,9 +1,11 @@
 """The consistency-training loop: data → σ pairs → loss → optimizer → target EMA and sample EMA, with
-callbacks for progress, JSONL metrics, sample grids, checkpoints and signals."""
+callbacks for progress, JSONL metrics, sample grids, checkpoints and signals. Under `torchrun` it is
+DistributedDataParallel: every rank draws the same global batch and trains on its slice (distributed.py)."""
 
 from __future__ import annotations
 
 import json
+import math
 import signal
 import time
 from pathlib import Path
@@ -18,11 +20,11 @@ from cmzoo.engine.ema import ema_update, frozen_copy
 from cmzoo.engine.loss import consistency_loss
 from cmzoo.engine.parameterization import ConsistencyFunction
 from cmzoo.engine.recipes import get_recipe
-from cmzoo.errors import ConfigError, DataError, TrainingError
+from cmzoo.errors import CheckpointError, DataError, TrainingError
 from cmzoo.metrics.denoising import denoising_distances
 from cmzoo.metrics.plots import plot_denoising_distances
 from cmzoo.plugins import build_backbone, get_backbone
-from cmzoo.train import checkpoint
+from cmzoo.train import checkpoint, distributed
 from cmzoo.train.config import TrainConfig, make_config
 from cmzoo.train.grids import save_sample_grids
 from cmzoo.train.progress import progress_bar
@@ -32,12 +34,7 @@ class TrainingInterrupted(TrainingError):
     """SIGINT/SIGTERM arrived: a checkpoint was written and the run can be resumed."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
-    return torch.device(name)
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Trainer:
@@ -46,9 +43,10 @@ class Trainer:
     def __init__(self, config: TrainConfig, console: Console | None = None, data: ImageDataset | None = None) -> None:
         self.config, self.notices = config.resolved()
         cfg = self.config
-        self.console = console or Console(stderr=True)
+        self.dist, self.device = distributed.setup(cfg.device)
+        self.dist.shard(cfg.batch_size, cfg.grad_accum)  # fail early when the batch does not split evenly
+        self.console = console or Console(stderr=True, quiet=not self.dist.main)
         self.recipe = get_recipe(cfg.recipe)
-        self.device = resolve_device(cfg.device)
         self.spec = get_backbone(cfg.backbone)
         backbone_config = self.spec.make_config(cfg.preset, **cfg.backbone_overrides)
         self.data = data if data is not None else load_dataset(cfg.data, cfg.resolution, cfg.shapes_count, cfg.seed)
@@ -66,12 +64,17 @@ class Trainer:
             checkpoint.load_run_weights(self.online.net, Path(cfg.init_from))
         self.target = frozen_copy(self.online)
         self.ema = frozen_copy(self.online).eval()  # the target stays in train mode: same dropout as online
+        self.model = distributed.wrap(self.online, self.dist, self.device)  # the forward; state via self.online
+        if self.dist.enabled:  # a different dropout stream per rank, as a larger single-process batch has
+            torch.manual_seed(cfg.seed + 1_000_003 * self.dist.rank)
         self.optimizer = torch.optim.RAdam(self.online.parameters(), lr=cfg.lr)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.distance = make_distance(cfg.distance, tuple(self.data.images.shape[1:]), cfg.lpips_weights)
         if isinstance(self.distance, torch.nn.Module):
             self.distance.to(self.device)
         self.generator = torch.Generator().manual_seed(cfg.seed)  # σ indices and noise, drawn on the CPU
         self.step = 0
+        self.bad_steps = 0
         self.run_dir = Path(cfg.out)
         self._stop_signal: int | None = None
 
@@ -79,44 +82,75 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         cfg, recipe, k = self.config, self.recipe, self.step
-        num_scales = recipe.num_scales(k, cfg.steps)
+        num_scales = recipe.num_scales(k, cfg.steps)  # schedules are functions of the global step
         sigmas = recipe.sigmas(num_scales)
+        # Every rank draws the whole global batch (examples, σ indices, noise) from the shared generator
+        # and trains on its slice, so N ranks × B/N follow the same trajectory as one process × B.
         x0, labels = self.data.batch(batch_indices(k, cfg.batch_size, len(self.data), cfg.seed))
         i = recipe.sample_indices(sigmas, cfg.batch_size, self.generator)
         noise = torch.randn(x0.shape, generator=self.generator)
         sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        weight = recipe.weight(sigma, sigma_next)
-        x0, sigma, sigma_next, noise, weight = (t.to(self.device) for t in (x0, sigma, sigma_next, noise, weight))
-        labels = labels.to(self.device) if labels is not None else None
+        batch = (x0, sigma, sigma_next, noise, recipe.weight(sigma, sigma_next), labels)
         self.online.train()
-        loss = consistency_loss(self.online, self.target, x0, sigma, sigma_next, noise, weight, self.distance, labels)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"non-finite loss ({loss.item()}) at step {k}; the last good checkpoint in "
-                f"{self.run_dir / 'checkpoints'} is kept — lower the learning rate and resume"
-            )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        micro_batches = self.dist.shard(cfg.batch_size, cfg.grad_accum)
+        total = torch.zeros(())
+        for m, part in enumerate(micro_batches):
+            x, sig, sig_next, z, w, y = (t[part].to(self.device) if t is not None else None for t in batch)
+            with distributed.no_sync(self.model, m < len(micro_batches) - 1), self.autocast():
+                loss = consistency_loss(self.model, self.target, x, sig, sig_next, z, w, self.distance, y)
+            self.scaler.scale(loss / len(micro_batches)).backward()
+            total += loss.detach().float().cpu()
+        loss = self.dist.mean(total / len(micro_batches))  # the same number on every rank: one decision
+        if not math.isfinite(loss):
+            return self._bad_step(loss, num_scales)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         mu = recipe.target_ema(num_scales)
         ema_update(self.target, self.online, mu)
         ema_update(self.ema, self.online, cfg.sample_ema)
         self.step += 1
-        return {"loss": loss.item(), "num_scales": num_scales, "target_ema": mu}
+        return {"loss": loss, "num_scales": num_scales, "target_ema": mu}
+
+    def autocast(self) -> torch.autocast:
+        dtype = AUTOCAST[self.config.precision]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _bad_step(self, loss: float, num_scales: int) -> dict[str, float]:
+        """A non-finite loss: skip the update (up to `max_bad_steps` times), else stop with the checkpoints intact."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.bad_steps += 1
+        if self.bad_steps > self.config.max_bad_steps:
+            raise TrainingError(
+                f"non-finite loss ({loss}) at step {self.step} (max_bad_steps {self.config.max_bad_steps}); "
+                f"the last good checkpoint in {self.run_dir / 'checkpoints'} is kept — lower the learning rate "
+                "and resume"
+            )
+        self.console.print(f"[yellow]note:[/] non-finite loss ({loss}) at step {self.step}: update skipped "
+                           f"({self.bad_steps} of max_bad_steps {self.config.max_bad_steps})")
+        self.step += 1
+        return {"loss": loss, "num_scales": num_scales, "target_ema": float("nan")}
 
     # ---- state -----------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        rng = {"generator": self.generator.get_state(), "torch": torch.get_rng_state()}
+        """Everything the trajectory depends on. Collective under DDP: every rank's RNG states are gathered."""
+        local = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
+            local["cuda"] = torch.cuda.get_rng_state_all()
+        ranks = self.dist.gather(local)
+        rng = {"generator": self.generator.get_state(), **ranks[0]}
+        if len(ranks) > 1:
+            rng["ranks"] = ranks
         return {
             "step": self.step,
+            "bad_steps": self.bad_steps,
             "num_classes": self.num_classes,
             "online": self.online.net.state_dict(),
             "target": self.target.net.state_dict(),
             "ema": self.ema.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": rng,
             "config": self.config.model_dump_json(),
         }
@@ -126,34 +160,64 @@ class Trainer:
         self.target.net.load_state_dict(state["target"])
         self.ema.net.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["rng"]["generator"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        ranks = state["rng"].get("ranks", [state["rng"]])
+        if len(ranks) != self.dist.world_size:
+            self.console.print(
+                f"[yellow]note:[/] the checkpoint was written by {len(ranks)} process(es), this run has "
+                f"{self.dist.world_size}: data, noise and schedules continue exactly, dropout draws do not"
+            )
+        if self.dist.rank < len(ranks):
+            torch.set_rng_state(ranks[self.dist.rank]["torch"])
+            if "cuda" in ranks[self.dist.rank] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(ranks[self.dist.rank]["cuda"])
         self.step = int(state["step"])
+        self.bad_steps = int(state.get("bad_steps", 0))
 
     def save(self) -> Path:
-        return checkpoint.save_checkpoint(
-            self.run_dir / "checkpoints", self.step, self.state_dict(), self.config.keep_checkpoints
-        )
+        """Write a checkpoint of this step (rank 0 writes; every rank takes part and waits for it)."""
+        state, directory = self.state_dict(), self.run_dir / "checkpoints"
+        if self.dist.main:
+            checkpoint.save_checkpoint(directory, self.step, state, self.config.keep_checkpoints)
+        self.dist.barrier()
+        return directory / f"step_{self.step:08d}.safetensors"
 
     def resume(self) -> None:
-        """Continue from the newest checkpoint in the run directory."""
-        self.load_state_dict(checkpoint.load_checkpoint(checkpoint.latest_checkpoint(self.run_dir / "checkpoints")))
+        """Continue from the newest valid checkpoint; damaged newer ones are reported and passed over."""
+        directory = self.run_dir / "checkpoints"
+        problems = []
+        for path in reversed(checkpoint.list_checkpoints(directory)):
+            try:
+                state = checkpoint.load_checkpoint(path)
+            except CheckpointError as err:
+                problems.append(str(err))
+                self.console.print(f"[yellow]note:[/] {err} — falling back to the previous checkpoint")
+                continue
+            self.load_state_dict(state)
+            if problems:
+                self.console.print(f"[yellow]note:[/] resuming from {path.name} (step {self.step})")
+            return
+        if not problems:
+            checkpoint.latest_checkpoint(directory)  # raises: no checkpoint at all
+        raise CheckpointError(f"no valid checkpoint in {directory}: {'; '.join(problems)}")
 
     # ---- the loop --------------------------------------------------------------------------------
 
     def run(self) -> Path:
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
         for notice in self.notices:
             self.console.print(f"[yellow]note:[/] {notice}")
         params = sum(p.numel() for p in self.online.parameters())
+        world = f" × {self.dist.world_size} processes" if self.dist.enabled else ""
         self.console.print(
             f"cmzoo: {cfg.backbone}/{cfg.preset} ({params / 1e6:.2f}M params) on {self.data.name} "
-            f"at {cfg.resolution} px, {cfg.steps} steps, batch {cfg.batch_size}, lr {cfg.lr}, {self.device}\n"
-            f"       {self.recipe.summary()}"
+            f"at {cfg.resolution} px, {cfg.steps} steps, batch {cfg.batch_size}, lr {cfg.lr}, {self.device}{world}, "
+            f"{cfg.precision}\n       {self.recipe.summary()}"
         )
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -166,41 +230,49 @@ class Trainer:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum
 
+    def log(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to metrics.jsonl (rank 0 only)."""
+        if self.dist.main:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
     def _loop(self) -> None:
-        cfg = self.config
+        cfg, main = self.config, self.dist.main
         window: list[float] = []
         start, start_step = time.perf_counter(), self.step
         bar = progress_bar("train", "loss {task.fields[loss]:.4f}  N {task.fields[n]}  {task.fields[rate]:.1f} it/s",
                            self.console)
-        with bar as progress, open(self.run_dir / "metrics.jsonl", "a") as log:
+        with bar as progress:
             task = progress.add_task("train", total=cfg.steps, completed=self.step, loss=float("nan"), n=0, rate=0.0)
-            if cfg.denoise_every and self.step == 0:
-                log.write(json.dumps({"step": 0, "denoising_distance": self.denoising_distances()}) + "\n")
+            if main and cfg.denoise_every and self.step == 0:
+                self.log({"step": 0, "denoising_distance": self.denoising_distances()})
             while self.step < cfg.steps:
                 metrics = self.train_step()
-                window.append(metrics["loss"])
+                if math.isfinite(metrics["loss"]):
+                    window.append(metrics["loss"])
                 rate = (self.step - start_step) / (time.perf_counter() - start)
                 progress.update(task, completed=self.step, loss=metrics["loss"], n=metrics["num_scales"], rate=rate)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    record = {"step": self.step, **metrics, "loss": sum(window) / len(window), "it_per_s": rate}
-                    log.write(json.dumps(record) + "\n")
-                    log.flush()
+                    loss = sum(window) / len(window) if window else float("nan")
+                    self.log({"step": self.step, **metrics, "loss": loss, "it_per_s": rate})
                     window.clear()
-                if cfg.denoise_every and (self.step % cfg.denoise_every == 0 or self.step == cfg.steps):
-                    log.write(json.dumps({"step": self.step, "denoising_distance": self.denoising_distances()}) + "\n")
-                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.steps:
+                if main and cfg.denoise_every and (self.step % cfg.denoise_every == 0 or self.step == cfg.steps):
+                    self.log({"step": self.step, "denoising_distance": self.denoising_distances()})
+                if main and cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.steps:
                     save_sample_grids(self)
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.save()
-                if self._stop_signal is not None:
+                if self.dist.any(self._stop_signal is not None):  # all ranks stop at the same step
                     path = self.save()
+                    name = signal.Signals(self._stop_signal or signal.SIGTERM).name
                     raise TrainingInterrupted(
-                        f"stopped by signal {signal.Signals(self._stop_signal).name} at step {self.step}; "
-                        f"checkpoint {path.name} written — continue with `cmzoo train --resume {self.run_dir}`"
+                        f"stopped by signal {name} at step {self.step}; checkpoint {path.name} written — "
+                        f"continue with `cmzoo train --resume {self.run_dir}`"
                     )
-        save_sample_grids(self)
+        if main:
+            save_sample_grids(self)
         self.save()
-        if cfg.denoise_every:
+        if main and cfg.denoise_every:
             plot_denoising_distances(self.run_dir / "metrics.jsonl", self.run_dir / "denoising_distance.png")
 
     def denoising_distances(self) -> dict[str, float]:
@@ -215,7 +287,10 @@ class Trainer:
 def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Path:
     """Train a consistency model; returns the run directory. `overrides` are TrainConfig fields."""
     cfg = make_config(**{**(config.model_dump() if config is not None else {}), **overrides})
-    trainer = Trainer(cfg, console=console)
-    if resume:
-        trainer.resume()
-    return trainer.run()
+    try:
+        trainer = Trainer(cfg, console=console)
+        if resume:
+            trainer.resume()
+        return trainer.run()
+    finally:
+        distributed.teardown()
