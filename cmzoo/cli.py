@@ -142,9 +142,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         size = h
     if args.run:
         result = evaluate_run(args.run, args.data, args.n, size, args.batch_size, parse_steps(args.steps), args.seed,
-                              args.device, args.inception_weights)
+                              args.device, args.inception_weights, args.n_reference)
     else:
-        result = evaluate_image_source(args.images, args.data, size, args.batch_size, args.device, args.inception_weights)
+        result = evaluate_image_source(args.images, args.data, size, args.batch_size, args.device,
+                                       args.inception_weights, args.n_reference)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(result.to_json())
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--images", metavar="FOLDER_OR_NPZ", help="score these images instead")
     e.add_argument("--data", required=True, help="reference data (folder, .npz, CIFAR-10 folder)")
     e.add_argument("--n", type=int, default=50_000, help="samples to generate (paper: 50,000)")
+    e.add_argument("--n-reference", type=int, help="use only the first N reference images (default: all)")
     e.add_argument("--size", help="evaluation size N or NxN (default: the run's resolution)")
     e.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
     e.add_argument("--seed", type=int, default=0)

@@ -176,7 +176,7 @@ def evaluate_images(
 def evaluate_run(
     run_dir: str | Path, data: str | Path, n: int = 50_000, size: int | None = None, batch_size: int = 64,
     steps: int | list[float] = 1, seed: int = 0, device: str | torch.device | None = None,
-    inception_weights_for_is: str | Path | None = None,
+    inception_weights_for_is: str | Path | None = None, n_reference: int | None = None,
 ) -> EvalResult:
     """Generate n samples from a run (at `size` px; any size for function backbones) and score them
     against the data set at `data`, resized to the same size."""
@@ -188,13 +188,14 @@ def evaluate_run(
     size = size or run.resolution
     images, _ = generate(run, n, steps, seed, sizes=[(size, size)], batch_size=batch_size)
     reference = load_dataset(data, size)
-    return evaluate_images(to_uint8(images[(size, size)]), reference.images, batch_size,
+    return evaluate_images(to_uint8(images[(size, size)]), reference.images[:n_reference], batch_size,
                            f"{reference.name}@{size}", inception_weights_for_is, device)
 
 
 def evaluate_image_source(
     images: str | Path, data: str | Path, size: int | None = None, batch_size: int = 64,
     device: str | torch.device | None = None, inception_weights_for_is: str | Path | None = None,
+    n_reference: int | None = None,
 ) -> EvalResult:
     """Score existing images (a folder or .npz) against the data set at `data`, both at `size` px."""
     from cmzoo.data import load_dataset
@@ -203,5 +204,5 @@ def evaluate_image_source(
     size = size or native_resolution(images)
     samples = load_dataset(images, size)
     reference = load_dataset(data, size)
-    return evaluate_images(samples.images, reference.images, batch_size, f"{reference.name}@{size}",
+    return evaluate_images(samples.images, reference.images[:n_reference], batch_size, f"{reference.name}@{size}",
                            inception_weights_for_is, device)
