@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
@@ -11,7 +11,7 @@ from cmzoo_unet.model import UNet
 
 
 class UNetConfig(BackboneConfig):
-    model_channels: int = Field(256, gt=0)  # a multiple of 32, for GroupNorm's 32 groups
+    model_channels: int = Field(256, gt=0)  # a multiple of norm_groups
     channel_mult: tuple[int, ...] | None = None  # None: the paper's rule, see paper_channel_mult
     num_res_blocks: int = Field(2, gt=0)
     attention_resolutions: tuple[int, ...] = (32, 16, 8)  # feature-map sizes in pixels; sizes not reached are unused
@@ -19,13 +19,15 @@ class UNetConfig(BackboneConfig):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     use_scale_shift_norm: bool = False
     resblock_updown: bool = True  # False: strided-conv / nearest+conv resampling instead of ResBlocks
+    # ADM uses 32. With one channel per group the additive noise embedding, a per-channel constant,
+    # is normalised away, so narrow U-Nets need fewer groups to stay noise-conditioned.
+    norm_groups: int = Field(32, gt=0)
 
-    @field_validator("model_channels")
-    @classmethod
-    def _groups_divide(cls, v: int) -> int:
-        if v % 32:
-            raise ValueError(f"must be a multiple of 32 (GroupNorm uses 32 groups), got {v}")
-        return v
+    @model_validator(mode="after")
+    def _groups_divide(self) -> "UNetConfig":
+        if self.model_channels % self.norm_groups:
+            raise ValueError(f"model_channels {self.model_channels} is not a multiple of norm_groups {self.norm_groups}")
+        return self
 
     @field_validator("channel_mult")
     @classmethod
@@ -39,7 +41,8 @@ PRESETS = {
     "paper": {},  # paper App. A.2 (CM's ImageNet-64 U-Net): ch 256, 2 res blocks, attention at 32/16/8 px
     "small": {"model_channels": 64, "channel_mult": (1, 2, 2, 2), "attention_resolutions": (16,)},
     # ≈0.9M parameters; one forward+backward of batch 32 at 32 px takes ≈0.5 s on one CPU core.
-    "tiny": {"model_channels": 32, "channel_mult": (1, 1, 2), "num_res_blocks": 1, "attention_resolutions": (8,)},
+    "tiny": {"model_channels": 32, "channel_mult": (1, 1, 2), "num_res_blocks": 1, "attention_resolutions": (8,),
+             "norm_groups": 8},
 }
 
 
@@ -78,6 +81,7 @@ def build(config: UNetConfig, resolution: int, channels: int, num_classes: int |
         use_scale_shift_norm=config.use_scale_shift_norm,
         resblock_updown=config.resblock_updown,
         num_classes=num_classes,
+        norm_groups=config.norm_groups,
     )
 
 

@@ -23,9 +23,9 @@ Resample = Literal["up", "down"]
 # ----------------------------------------------------------------------------------------------------
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with 32 groups, the normalisation of every ADM block."""
-    return nn.GroupNorm(32, channels)
+def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    """GroupNorm, the normalisation of every ADM block (32 groups in ADM)."""
+    return nn.GroupNorm(groups, channels)
 
 
 def resample_op(resample: Resample | None) -> nn.Module:
@@ -48,14 +48,15 @@ class ResBlock(nn.Module):
         dropout: float = 0.0,
         scale_shift: bool = False,
         resample: Resample | None = None,
+        norm_groups: int = 32,
     ) -> None:
         super().__init__()
         self.scale_shift = scale_shift
-        self.norm1 = group_norm(in_channels)
+        self.norm1 = group_norm(in_channels, norm_groups)
         self.resample = resample_op(resample)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
         self.emb_proj = nn.Linear(emb_dim, out_channels * (2 if scale_shift else 1))
-        self.norm2 = group_norm(out_channels)
+        self.norm2 = group_norm(out_channels, norm_groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)  # zero-initialised
         self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
@@ -92,9 +93,9 @@ class ConvResample(nn.Module):
 class AttentionBlock(nn.Module):
     """Residual multi-head self-attention over all H·W positions (SDPA via timm)."""
 
-    def __init__(self, channels: int, head_channels: int) -> None:
+    def __init__(self, channels: int, head_channels: int, norm_groups: int = 32) -> None:
         super().__init__()
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, norm_groups)
         self.attn = Attention(channels, num_heads=channels // head_channels, qkv_bias=True)  # proj zero-init
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,18 +144,19 @@ class UNet(nn.Module):
         use_scale_shift_norm: bool = False,
         resblock_updown: bool = True,
         num_classes: int | None = None,
+        norm_groups: int = 32,
     ) -> None:
         super().__init__()
         emb_dim = 4 * model_channels
 
         def res(cin: int, cout: int, resample: Resample | None = None) -> ResBlock:
-            return ResBlock(cin, cout, emb_dim, dropout, use_scale_shift_norm, resample)
+            return ResBlock(cin, cout, emb_dim, dropout, use_scale_shift_norm, resample, norm_groups)
 
         def resampler(ch: int, resample: Resample) -> nn.Module:
             return res(ch, ch, resample) if resblock_updown else ConvResample(ch, resample)
 
         def attention(ch: int, size: int) -> AttentionBlock | None:
-            return AttentionBlock(ch, num_head_channels) if size in attention_resolutions else None
+            return AttentionBlock(ch, num_head_channels, norm_groups) if size in attention_resolutions else None
 
         # c_noise's sinusoidal features are model_channels wide, the MLP maps them to 4·model_channels.
         self.noise_embed = NoiseEmbedder(emb_dim, frequency_dim=model_channels)
@@ -176,7 +178,7 @@ class UNet(nn.Module):
                 size //= 2
 
         self.mid_res1 = res(ch, ch)
-        self.mid_attn = AttentionBlock(ch, num_head_channels)
+        self.mid_attn = AttentionBlock(ch, num_head_channels, norm_groups)
         self.mid_res2 = res(ch, ch)
 
         # One more block per decoder level than per encoder level: the extra skip is the downsampler's
@@ -191,7 +193,7 @@ class UNet(nn.Module):
             if level > 0:
                 size *= 2
 
-        self.out_norm = group_norm(ch)
+        self.out_norm = group_norm(ch, norm_groups)
         self.out_conv = nn.Conv2d(ch, channels, 3, padding=1)
         self.initialize_weights()
 
