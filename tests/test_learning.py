@@ -40,7 +40,7 @@ def _learn(backbone: str, tmp_path, steps: int = 300, images: int = 16, lr: floa
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone, steps", [("dit", 400), ("uvit", 300), ("unet", 200)])
-def test_tiny_zero_or_token_conditioned_backbone_learns(tmp_path, backbone, steps):
+def test_tiny_backbone_learns(tmp_path, backbone, steps):
     first, last, den1_0, den1_1, nn_0, nn_1 = _learn(backbone, tmp_path, steps=steps)
     assert last <= 0.7 * first, (first, last)
     assert den1_1 <= 0.75 * den1_0, (den1_0, den1_1)
