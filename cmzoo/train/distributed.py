@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -118,7 +118,7 @@ def wrap(module: nn.Module, ctx: Dist, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
-def no_sync(model: nn.Module, skip: bool) -> ContextManager[Any]:
+def no_sync(model: nn.Module, skip: bool) -> contextlib.AbstractContextManager[Any]:
     """Skip DDP's gradient all-reduce for the micro-batches before the last one of a step."""
     if skip and isinstance(model, nn.parallel.DistributedDataParallel):
         return model.no_sync()

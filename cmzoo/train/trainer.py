@@ -26,6 +26,7 @@ from cmzoo.metrics.plots import plot_denoising_distances
 from cmzoo.plugins import build_backbone, get_backbone
 from cmzoo.train import checkpoint, distributed
 from cmzoo.train.config import TrainConfig, make_config
+from cmzoo.train.distributed import resolve_device
 from cmzoo.train.grids import save_sample_grids
 from cmzoo.train.progress import progress_bar
 
@@ -294,3 +295,6 @@ def train(config: TrainConfig | None = None, resume: bool = False, console: Cons
         return trainer.run()
     finally:
         distributed.teardown()
+
+
+__all__ = ["Trainer", "TrainingInterrupted", "resolve_device", "train"]  # resolve_device: used by pretrain
