@@ -23,8 +23,8 @@ from cmzoo.engine.parameterization import c_in
 from cmzoo.plugins import build_backbone, get_backbone
 from cmzoo.train.checkpoint import save_checkpoint
 from cmzoo.train.config import TrainConfig
+from cmzoo.train.distributed import resolve_device
 from cmzoo.train.progress import progress_bar
-from cmzoo.train.trainer import resolve_device
 
 
 def reconstruct(module: nn.Module, x: torch.Tensor):

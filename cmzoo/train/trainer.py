@@ -26,7 +26,6 @@ from cmzoo.metrics.plots import plot_denoising_distances
 from cmzoo.plugins import build_backbone, get_backbone
 from cmzoo.train import checkpoint, distributed
 from cmzoo.train.config import TrainConfig, make_config
-from cmzoo.train.distributed import resolve_device
 from cmzoo.train.grids import save_sample_grids
 from cmzoo.train.progress import progress_bar
 
@@ -297,4 +296,4 @@ def train(config: TrainConfig | None = None, resume: bool = False, console: Cons
         distributed.teardown()
 
 
-__all__ = ["Trainer", "TrainingInterrupted", "resolve_device", "train"]  # resolve_device: used by pretrain
+__all__ = ["Trainer", "TrainingInterrupted", "train"]
