@@ -1,7 +1,7 @@
 """cmzoo: consistency models with swappable generator backbones."""
 
 from cmzoo.backbone import BackboneConfig, BackboneSpec, Capabilities, ImageFunction
-from cmzoo.errors import CmzooError
+from cmzoo.errors import BackboneError, CmzooError, ConfigError
 from cmzoo.plugins import (
     create_backbone,
     get_backbone,
@@ -18,7 +18,9 @@ __all__ = [
     "BackboneConfig",
     "BackboneSpec",
     "Capabilities",
+    "BackboneError",
     "CmzooError",
+    "ConfigError",
     "ImageFunction",
     "create_backbone",
     "get_backbone",

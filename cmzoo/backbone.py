@@ -69,6 +69,10 @@ class ImageFunction(Protocol):
 
     def to(self, device: torch.device | str) -> "ImageFunction": ...
 
+    def scaled(self, factors: torch.Tensor) -> "ImageFunction":
+        """The functions multiplied by per-function factors (B,), e.g. c_out(σ)."""
+        ...
+
     def __len__(self) -> int: ...
 
 

@@ -46,7 +46,9 @@ class Registry:
 
     def load_entry_points(self) -> None:
         # pluggy's own loader stops at the first plugin that fails to import: guard each one.
-        for ep in importlib.metadata.entry_points(group=PROJECT):
+        # cmzoo's own backbones first, so a third-party duplicate cannot displace a built-in.
+        eps = sorted(importlib.metadata.entry_points(group=PROJECT), key=lambda ep: _distribution(ep) != PROJECT)
+        for ep in eps:
             if self.manager.get_plugin(ep.name) is not None or self.manager.is_blocked(ep.name):
                 continue
             try:
@@ -83,21 +85,27 @@ class Registry:
                     f"{other!r}; kept {other!r}'s"
                 )
                 continue
-            bad_presets = [p for p in spec.presets if not _preset_valid(spec, p)]
+            bad_presets = {p: reason for p in spec.presets if (reason := _preset_problem(spec, p))}
             if bad_presets:
+                reasons = "; ".join(f"{p}: {r}" for p, r in bad_presets.items())
                 self.problems.append(
-                    f"plugin {plugin!r}: backbone {spec.name!r} has invalid preset(s) {bad_presets}; skipped"
+                    f"plugin {plugin!r}: backbone {spec.name!r} has invalid preset(s) {list(bad_presets)} ({reasons}); skipped"
                 )
                 continue
             self.specs[spec.name] = replace(spec, plugin=plugin)
 
 
-def _preset_valid(spec: BackboneSpec, preset: str) -> bool:
+def _preset_problem(spec: BackboneSpec, preset: str) -> str | None:
+    """Why `preset` does not validate, or None."""
     try:
         spec.make_config(preset)
-    except Exception:
-        return False
-    return True
+    except Exception as err:
+        return str(err)
+    return None
+
+
+def _distribution(ep: importlib.metadata.EntryPoint) -> str | None:
+    return ep.dist.name if ep.dist is not None else None
 
 
 _registry: Registry | None = None

@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 import cmzoo
-from cmzoo.engine.parameterization import SIGMA_MAX, c_out
 from cmzoo.run import generate, load_image_function, load_run
 from cmzoo.train import make_config, train
 from cmzoo.train.grids import save_grid
@@ -73,12 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     functions.save(path)
     loaded = load_image_function(path)
     print(f"wrote {path}: {loaded}")
-    # A saved function is F_θ; a one-step sample from pure noise is c_out(σ_max)·F_θ (c_skip(σ_max) ≈ 4e-5).
-    scale = c_out(torch.tensor(SIGMA_MAX)).item()
+    # A one-step sample's function is c_out(σ_max)·F_θ, so rendering it gives the sample itself.
     with torch.no_grad():
         h, w = args.render_size
-        rendered = (scale * loaded.render(h, w)).clamp(-1, 1)
-        same = (scale * loaded.render(*args.sizes[0])).clamp(-1, 1)
+        rendered = loaded.render(h, w).clamp(-1, 1)
+        same = loaded.render(*args.sizes[0]).clamp(-1, 1)
     torch.testing.assert_close(same, images[args.sizes[0]], atol=1e-5, rtol=0)  # reload changes nothing
     print(f"wrote {save_grid(rendered, out / f'render_{h}x{w}.png')}  {tuple(rendered.shape)}")
 

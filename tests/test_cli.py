@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cmzoo.cli import main
@@ -112,6 +113,11 @@ def test_func_pretrain_train_sample_sizes_and_render(tmp_path, tiny_npz, capsys)
     sizes = {p.name: Image.open(p).size for p in tmp_path.glob("s_*.png")}
     assert sizes == {"s_32x32.png": (67, 67), "s_64x64.png": (131, 131), "s_96x48.png": (99, 195)}
     assert main(["render", fns, "--size", "40x80", "--out", str(tmp_path / "r.png")]) == 0
+    from cmzoo.run import generate, load_image_function, load_run
+
+    images, functions = generate(load_run(run), 4, sizes=[(32, 32), (64, 48)])
+    torch.testing.assert_close(functions.render(64, 48).clamp(-1, 1), images[(64, 48)], atol=1e-5, rtol=0)
+    torch.testing.assert_close(load_image_function(fns).render(32, 32).clamp(-1, 1), images[(32, 32)])
     assert Image.open(tmp_path / "r.png").size == (2 * 81 + 1, 2 * 41 + 1)  # (W, H) of a 2×2 grid
 
 

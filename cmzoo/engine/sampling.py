@@ -43,7 +43,9 @@ def sample_at_sizes(
 
     Earlier steps run at the training size; the last step's function is rendered at each size, with
     the skip term taken from the bilinearly resized input, or dropped for a one-step sample from
-    pure noise (c_skip(σ_max) ≈ 4e-5; paper App. D.3). Returns ({(H, W): images}, image function).
+    pure noise (c_skip(σ_max) ≈ 4e-5; paper App. D.3). Returns ({(H, W): images}, image functions)
+    where the functions are c_out·F_θ: for one-step sampling they render exactly the samples; after
+    several steps the skip term (resized input) is not part of them.
     """
     _check_decreasing(sigmas)
     x = noise * sigmas[0]
@@ -52,10 +54,10 @@ def sample_at_sizes(
         x = x + (sigmas[-1] ** 2 - sigma_min**2) ** 0.5 * _randn_like(x, generator)
     sigma = torch.full((x.shape[0],), float(sigmas[-1]), device=x.device, dtype=x.dtype)
     skip, out, _ = model.scalings(sigma, x.ndim)
-    fn = model.predict_function(x, sigma, labels)
+    fn = model.predict_function(x, sigma, labels).scaled(out.flatten())  # c_out·F_θ: the sample's own function
     images = {}
     for h, w in sizes:
-        rendered = out * fn.render(h, w)
+        rendered = fn.render(h, w)
         if len(sigmas) > 1:
             rendered = rendered + skip * F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         images[(h, w)] = rendered

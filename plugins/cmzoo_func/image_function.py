@@ -121,6 +121,11 @@ class INRImageFunction:
         layers = zip(*(f.weights for f in functions))
         return cls([torch.cat(ws) for ws in layers], first.n_freqs, first.max_freq)
 
+    def scaled(self, factors: torch.Tensor) -> INRImageFunction:
+        """The functions multiplied by per-function `factors` (B,): the output layer is linear."""
+        last = self.weights[-1] * factors.to(self.weights[-1]).reshape(-1, 1, 1)
+        return INRImageFunction([*self.weights[:-1], last], self.n_freqs, self.max_freq)
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> INRImageFunction:
         """The same functions with weights on `device` (and optionally cast to `dtype`)."""
         return INRImageFunction([w.to(device=device, dtype=dtype) for w in self.weights], self.n_freqs, self.max_freq)
