@@ -30,25 +30,6 @@ def denoising_distances(
             for i, s in enumerate(sigmas)}
 
 
-@torch.no_grad()
-def consistency_error(
-    model: ConsistencyFunction, x0: torch.Tensor, sigmas: torch.Tensor, distance, seed: int = 0,
-    labels: torch.Tensor | None = None,
-) -> float:
-    """Mean over every grid interval of d(f(x₀ + σ_{i+1}z, σ_{i+1}), f(x₀ + σ_i z, σ_i)), one z per image.
-
-    The self-consistency the training loss asks for, measured on one model and a fixed grid, so values
-    from different points of a run compare (the training loss itself shrinks with the curriculum).
-    """
-    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed)).to(x0.device)
-    errors = []
-    for lo, hi in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
-        a = model(x0 + hi * noise, torch.full((len(x0),), hi, device=x0.device), labels)
-        b = model(x0 + lo * noise, torch.full((len(x0),), lo, device=x0.device), labels)
-        errors.append(distance(a, b).mean().item())
-    return sum(errors) / len(errors)
-
-
 def nearest_neighbour_mse(samples: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean over samples of the per-pixel MSE to the closest reference image."""
     d = torch.cdist(samples.flatten(1).double(), reference.flatten(1).double()).pow(2) / samples[0].numel()
