@@ -1,4 +1,4 @@
-"""`cmzoo train | pretrain | sample | render | eval | backbones`: a thin shell over the Python API.
+"""`cmzoo train | pretrain | sample | render | eval | bench | backbones`: a thin shell over the Python API.
 
 Every user-facing failure is a CmzooError: printed as one line, exit status 2.
 """
@@ -31,6 +31,16 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def parse_sizes(text: str) -> list[tuple[int, int]]:
     return [parse_size(s) for s in text.split(",") if s.strip()]
+
+
+def parse_list(text: str | None, kind: type = str, flag: str = "value") -> list | None:
+    """'unet,dit' → ['unet', 'dit']; with kind=int, '32,64' → [32, 64]."""
+    if text is None:
+        return None
+    try:
+        return [kind(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r} is not a comma-separated list of {kind.__name__} values") from None
 
 
 def parse_steps(values: Sequence[str]) -> int | list[float]:
@@ -178,6 +188,23 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 # ---- parser --------------------------------------------------------------------------------------
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cmzoo.bench import make_bench_config, run_bench
+
+    config = make_bench_config(
+        args.config, backbones=parse_list(args.backbones), preset=args.preset, device=args.device,
+        resolutions=parse_list(args.resolutions, int, "--resolutions"), batch_size=args.batch_size, only=parse_list(args.only),
+        precision=args.precision, compile=args.compile or None, warmup=args.warmup, repeats=args.repeats,
+        multires_base=args.multires_base, out=args.out, seed=args.seed, data=args.data,
+        quality_resolution=args.quality_resolution, steps=args.steps, seconds=args.seconds,
+        quality_batch_size=args.quality_batch_size, recipe=args.recipe, n_eval=args.n_eval,
+        n_reference=args.n_reference,
+    )
+    result = run_bench(config)
+    print(f"wrote {', '.join(str(p) for p in result.files)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmzoo", description="Consistency models with swappable backbones.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -257,6 +284,32 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--inception-weights", help="torch-fidelity Inception weights file, for IS")
     e.add_argument("--out", default="eval.json", metavar="FILE.json")
     e.set_defaults(handler=cmd_eval)
+
+    n = sub.add_parser("bench", help="compare backbones: parameters, FLOPs, train/inference speed, memory, quality")
+    n.add_argument("--backbones", help="comma-separated (default: unet,uvit,dit,func)")
+    n.add_argument("--preset", help="backbone preset for every backbone (default tiny; the paper's: paper)")
+    n.add_argument("--resolutions", help="comma-separated px (default 32,64,128)")
+    n.add_argument("--only", help="figures, comma-separated: params,train,infer,multires,quality "
+                                  "(default: all but quality, which trains every backbone)")
+    n.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    n.add_argument("--batch-size", type=int, help="per training step and per inference call (default 8)")
+    n.add_argument("--precision", choices=("fp32", "bf16"), help="autocast precision (default fp32)")
+    n.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+    n.add_argument("--warmup", type=int, help="untimed calls before timing (default 2)")
+    n.add_argument("--repeats", type=int, help="timed repetitions; the median is reported (default 5)")
+    n.add_argument("--multires-base", type=int, help="function backbones' training size for multires (default 64)")
+    n.add_argument("--seed", type=int)
+    n.add_argument("--data", help="quality: training and reference data (default: shapes)")
+    n.add_argument("--quality-resolution", type=int, help="quality: training size (default: first resolution)")
+    n.add_argument("--steps", type=int, help="quality: training steps per backbone (default 400)")
+    n.add_argument("--seconds", type=float, help="quality: wall-clock budget per backbone instead of --steps")
+    n.add_argument("--quality-batch-size", type=int, help="quality: training batch (default 32)")
+    n.add_argument("--recipe", help="quality and train: recipe (default: the preset's)")
+    n.add_argument("--n-eval", type=int, help="quality: one-step samples scored per backbone (default 1000)")
+    n.add_argument("--n-reference", type=int, help="quality: reference images (default: all)")
+    n.add_argument("--out", help="results folder (default runs/bench)")
+    n.add_argument("--config", metavar="FILE.toml", help="BenchConfig fields; flags override them")
+    n.set_defaults(handler=cmd_bench)
 
     b = sub.add_parser("backbones", help="list installed backbones, their capabilities and presets")
     b.set_defaults(handler=cmd_backbones)

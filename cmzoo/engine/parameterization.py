@@ -64,6 +64,11 @@ class ConsistencyFunction(nn.Module):
         return skip * x + out * self.net(inp * x, c_noise(sigma), labels)
 
     def predict_function(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None = None):
-        """The backbone's image function for c_in(σ)·x (capability ``function_output``)."""
+        """The backbone's image function F_θ for c_in(σ)·x (capability ``function_output``)."""
         _, _, inp = self.scalings(sigma, x.ndim)
         return self.net.predict_function(inp * x, c_noise(sigma), labels)
+
+    def output_function(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor | None = None):
+        """c_out(σ)·F_θ as an image function: rendered at x's size it is f_θ(x, σ) − c_skip(σ)·x."""
+        _, out, _ = self.scalings(sigma, x.ndim)
+        return self.predict_function(x, sigma, labels).scaled(out.flatten())

@@ -53,8 +53,8 @@ def sample_at_sizes(
         x = multistep_sample(model, noise, sigmas[:-1], labels, generator, sigma_min)
         x = x + (sigmas[-1] ** 2 - sigma_min**2) ** 0.5 * _randn_like(x, generator)
     sigma = torch.full((x.shape[0],), float(sigmas[-1]), device=x.device, dtype=x.dtype)
-    skip, out, _ = model.scalings(sigma, x.ndim)
-    fn = model.predict_function(x, sigma, labels).scaled(out.flatten())  # c_out·F_θ: the sample's own function
+    skip, _, _ = model.scalings(sigma, x.ndim)
+    fn = model.output_function(x, sigma, labels)  # c_out·F_θ: the sample's own function
     images = {}
     for h, w in sizes:
         rendered = fn.render(h, w)

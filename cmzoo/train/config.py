@@ -44,6 +44,7 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = Field(3, ge=1)
     grad_accum: int = Field(1, ge=1)  # micro-batches per step: batch_size is the global batch
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; the loss, weights and EMAs stay fp32
+    compile: bool = False  # torch.compile the online and target forwards
     max_bad_steps: int = Field(0, ge=0)  # non-finite losses skipped (no update) before the run stops
     denoise_every: int = Field(50, ge=0)  # 0: never; total denoising distance per σ bucket (paper §4.1)
     denoise_sigmas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 20.0, 80.0])
@@ -73,17 +74,20 @@ class TrainConfig(BaseModel):
         return self.model_copy(update=updates), notices
 
 
+def read_toml(file: str | Path) -> dict[str, Any]:
+    """The fields of a TOML config file; a missing or malformed file is a ConfigError naming it."""
+    path = Path(file)
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+
+
 def make_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """TOML file (optional) → validate → keyword overrides (those that are not None)."""
-    values: dict[str, Any] = {}
-    if file is not None:
-        path = Path(file)
-        try:
-            values = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    values = read_toml(file) if file is not None else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return TrainConfig(**values)

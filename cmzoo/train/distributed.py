@@ -107,7 +107,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 def wrap(module: nn.Module, ctx: Dist, device: torch.device) -> nn.Module:
@@ -120,6 +123,7 @@ def wrap(module: nn.Module, ctx: Dist, device: torch.device) -> nn.Module:
 
 def no_sync(model: nn.Module, skip: bool) -> contextlib.AbstractContextManager[Any]:
     """Skip DDP's gradient all-reduce for the micro-batches before the last one of a step."""
+    model = getattr(model, "_orig_mod", model)  # under torch.compile
     if skip and isinstance(model, nn.parallel.DistributedDataParallel):
         return model.no_sync()
     return contextlib.nullcontext()

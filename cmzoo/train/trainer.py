@@ -65,6 +65,7 @@ class Trainer:
         self.target = frozen_copy(self.online)
         self.ema = frozen_copy(self.online).eval()  # the target stays in train mode: same dropout as online
         self.model = distributed.wrap(self.online, self.dist, self.device)  # the forward; state via self.online
+        self.target_forward: torch.nn.Module = self.target  # the target's forward; its state stays in self.target
         if self.dist.enabled:  # a different dropout stream per rank, as a larger single-process batch has
             torch.manual_seed(cfg.seed + 1_000_003 * self.dist.rank)
         self.optimizer = torch.optim.RAdam(self.online.parameters(), lr=cfg.lr)
@@ -77,6 +78,13 @@ class Trainer:
         self.bad_steps = 0
         self.run_dir = Path(cfg.out)
         self._stop_signal: int | None = None
+        if cfg.compile:
+            self.compile()
+
+    def compile(self) -> None:
+        """torch.compile the online and target forwards (weights, EMA and checkpoints are unchanged)."""
+        self.model = torch.compile(self.model)
+        self.target_forward = torch.compile(self.target)
 
     # ---- one step --------------------------------------------------------------------------------
 
@@ -98,7 +106,7 @@ class Trainer:
         for m, part in enumerate(micro_batches):
             x, sig, sig_next, z, w, y = (t[part].to(self.device) if t is not None else None for t in batch)
             with distributed.no_sync(self.model, m < len(micro_batches) - 1), self.autocast():
-                loss = consistency_loss(self.model, self.target, x, sig, sig_next, z, w, self.distance, y)
+                loss = consistency_loss(self.model, self.target_forward, x, sig, sig_next, z, w, self.distance, y)
             self.scaler.scale(loss / len(micro_batches)).backward()
             total += loss.detach().float().cpu()
         loss = self.dist.mean(total / len(micro_batches))  # the same number on every rank: one decision

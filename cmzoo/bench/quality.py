@@ -1,0 +1,65 @@
+"""The fixed-budget quality protocol: every backbone trains on the same data with the same recipe,
+batch size and budget (steps, or wall-clock seconds turned into steps per backbone), then is scored
+with `cmzoo eval`; the loss and denoising-distance curves of all runs share one figure."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.console import Console
+
+from cmzoo.backbone import BackboneSpec
+from cmzoo.bench.efficiency import Bench
+from cmzoo.bench.measure import time_call
+from cmzoo.bench.report import Record
+from cmzoo.metrics.plots import plot_training_stability
+from cmzoo.train.config import TrainConfig, make_config
+
+
+def quality_train_config(bench: Bench, spec: BackboneSpec, steps: int) -> TrainConfig:
+    """The shared protocol, with only the backbone (and, for a wall-clock budget, K) differing."""
+    cfg = bench.config
+    return make_config(
+        backbone=spec.name, preset=cfg.preset, data=cfg.data, resolution=cfg.quality_size, steps=steps,
+        batch_size=cfg.quality_batch_size, recipe=cfg.recipe, precision=cfg.precision, device=str(bench.device),
+        seed=cfg.seed, out=str(Path(cfg.out) / "quality" / spec.name), sample_every=0, checkpoint_every=0,
+        denoise_every=max(1, steps // 20), log_every=max(1, steps // 100),
+    )
+
+
+def steps_for_seconds(bench: Bench, spec: BackboneSpec, seconds: float) -> int:
+    """How many training steps of this backbone fit in `seconds`, from a few timed steps."""
+    from cmzoo.train.trainer import Trainer
+
+    trainer = Trainer(quality_train_config(bench, spec, bench.config.steps), console=Console(quiet=True))
+    step_s = time_call(trainer.train_step, bench.device, warmup=1, repeats=3).median
+    return max(1, int(seconds / step_s))
+
+
+def quality_record(bench: Bench, spec: BackboneSpec) -> tuple[Record, Path]:
+    """Train one backbone under the protocol and score its one-step samples; (record, metrics.jsonl)."""
+    from cmzoo.metrics.evaluate import evaluate_run
+    from cmzoo.train.trainer import train
+
+    cfg = bench.config
+    steps = steps_for_seconds(bench, spec, cfg.seconds) if cfg.seconds else cfg.steps
+    config = quality_train_config(bench, spec, steps)
+    start = time.perf_counter()
+    run_dir = train(config, console=bench.console)
+    train_seconds = time.perf_counter() - start
+    result = evaluate_run(run_dir, cfg.data or "shapes", n=cfg.n_eval, n_reference=cfg.n_reference,
+                          device=bench.device)
+    scores = {k: v for k, v in asdict(result).items() if k not in ("fid", "reference_name", "kid_subset_size")}
+    record = bench.record(
+        spec, "quality", cfg.quality_size, result.fid, "FID", batch_size=cfg.quality_batch_size,
+        notes={**scores, "steps": steps, "train_seconds": round(train_seconds, 1), "data": result.reference_name,
+               "recipe": config.resolved()[0].recipe, "run": str(run_dir)},
+    )
+    return record, Path(run_dir) / "metrics.jsonl"
+
+
+def plot_stability(bench: Bench, metrics: dict[str, Path]) -> Path | None:
+    """Loss and denoising distance vs step of every quality run, on one figure."""
+    return plot_training_stability(metrics, Path(bench.config.out) / "stability.png", bench.config.stability_sigma)
