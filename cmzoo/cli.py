@@ -85,7 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distance=args.distance, lpips_weights=args.lpips_weights, init_from=args.init_from,
         class_conditional=args.class_conditional or None, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, grad_accum=args.grad_accum,
-        precision=args.precision, max_bad_steps=args.max_bad_steps,
+        precision=args.precision, compile=args.compile or None, max_bad_steps=args.max_bad_steps,
         backbone_overrides=parse_overrides(args.set) if args.set else None,
     )
     if args.resume:
@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--keep-checkpoints", type=int, metavar="K", help="keep the newest K checkpoints (default 3)")
     t.add_argument("--grad-accum", type=int, metavar="M", help="split each step's batch into M micro-batches")
     t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision (default fp32)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the online and target forwards")
     t.add_argument("--max-bad-steps", type=int, help="skip up to this many non-finite-loss steps (default 0)")
     t.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")
     t.add_argument("--out", help="run directory")

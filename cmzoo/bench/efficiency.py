@@ -99,7 +99,7 @@ class Bench:
         b = self.config.batch_size
 
         def run() -> object:
-            with torch.inference_mode(), self.autocast():
+            with torch.no_grad(), self.autocast():  # not inference_mode: torch.compile rejects its tensors
                 return call()
 
         gflop = count_flops(run) / b / 1e9
@@ -177,7 +177,7 @@ def function_records(bench: Bench, spec: BackboneSpec) -> list[Record]:
     model = bench.inference_model(spec, base)
     x, sigma = bench.noise(base)
     records = [bench.throughput_record(spec, "function", base, lambda: model.output_function(x, sigma))]
-    with torch.inference_mode(), bench.autocast():
+    with torch.no_grad(), bench.autocast():
         fn = model.output_function(x, sigma)
     for r in bench.config.resolutions:
         records.append(bench.throughput_record(spec, "render", r, lambda r=r: fn.render(r, r), function_px=base))
