@@ -4,4 +4,4 @@
 # samples; loss and denoising-distance curves of all four on one figure (stability.png).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmzoo bench --config benchmarks/configs/quality_cpu.toml "$@"
+cmzoo bench --config benchmarks/configs/quality_budget_cpu.toml "$@"

@@ -284,3 +284,15 @@ def test_cuda_refused_without_a_gpu(tmp_path, capsys):
         pytest.skip("this machine has CUDA")
     assert main(["bench", "--device", "cuda", "--only", "train", "--out", str(tmp_path)]) == 2
     assert "CUDA is not available; use --device cpu" in capsys.readouterr().err
+
+
+def test_the_committed_benchmark_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "benchmarks" / "configs").glob("*.toml"))
+    assert len(configs) >= 6
+    for path in configs:
+        cfg = make_bench_config(path)
+        assert cfg.out == f"benchmarks/results/{path.stem}", path.name  # each config writes its own folder
+        for name in cfg.backbones:
+            get_backbone(name).make_config(cfg.preset)

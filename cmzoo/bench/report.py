@@ -176,7 +176,7 @@ DETAIL_HEADERS = ["backbone", "figure", "px", "value", "median s", "spread", "GF
 def detail_rows(records: Iterable[Record]) -> list[list[str]]:
     rows = []
     for r in records:
-        notes = "; ".join(f"{k}={v}" for k, v in r.notes.items())
+        notes = "; ".join(f"{k}={_fmt(v, 4) if isinstance(v, float) else v}" for k, v in r.notes.items())
         rows.append([
             r.backbone, r.figure, r.resolution,
             f"failed: {r.error}" if r.error else f"{_fmt(r.value, 4)} {r.unit}",
