@@ -154,7 +154,7 @@ def test_rows_for_every_backbone_figure_and_resolution(tiny_result):
     for r in result.records:
         if r.figure in ("train", "infer", "function", "render"):
             assert r.batch_size == 2 and r.device == "cpu" and r.repeats == 2 and r.median_s > 0
-            assert r.gflop_per_image > 0 and 0 < r.peak_fraction
+            assert r.gflop_per_image > 0 and 0 < r.peak_fraction and r.peak_memory_mib > 0
     train = result.find("dit", "train", 32)
     assert train.value == pytest.approx(2 / train.median_s)  # images per second of the step
     assert train.peak_memory_mib > 1 and train.notes["recipe"] == "ct-short"

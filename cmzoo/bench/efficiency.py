@@ -94,8 +94,9 @@ class Bench:
         return x.to(self.device), torch.full((b,), SIGMA_MAX, device=self.device)
 
     def throughput_record(self, spec: BackboneSpec, figure: str, resolution: int | str, call: Callable[[], object],
-                          **notes: object) -> Record:
-        """Time `call` (one batch) and report ms per image, or images/s for one-step sampling."""
+                          meter: PeakMemory, **notes: object) -> Record:
+        """Time `call` (one batch) and report ms per image, or images/s for one-step sampling; `meter`
+        was created before the model was built."""
         b = self.config.batch_size
 
         def run() -> object:
@@ -104,7 +105,6 @@ class Bench:
 
         gflop = count_flops(run) / b / 1e9
         fast = self.compiled(run)
-        meter = PeakMemory(self.device)
         meter.reset()
         timing = self.time(fast)
         per_image = timing.median / b
@@ -112,8 +112,7 @@ class Bench:
         return self.record(spec, figure, resolution, value, unit, batch_size=b, median_s=timing.median,
                            spread=timing.spread, repeats=len(timing.seconds), gflop_per_image=gflop,
                            peak_fraction=self.peak_fraction(gflop, 1 / per_image),
-                           peak_memory_mib=meter.peak_mib() if self.device.type == "cuda" else None,
-                           notes=dict(notes))
+                           peak_memory_mib=meter.peak_mib(), notes=dict(notes))
 
 
 # ---- the figures --------------------------------------------------------------------------------------
@@ -165,22 +164,25 @@ def warm_up_process(bench: Bench, spec: BackboneSpec) -> None:
 
 def infer_record(bench: Bench, spec: BackboneSpec, resolution: int) -> Record:
     """One-step sampling: f_θ(σ_max·z, σ_max) for a batch (function backbones render at the same size)."""
+    meter = PeakMemory(bench.device)
     model = bench.inference_model(spec, resolution)
     x, sigma = bench.noise(resolution)
-    return bench.throughput_record(spec, "infer", resolution, lambda: model(x, sigma))
+    return bench.throughput_record(spec, "infer", resolution, lambda: model(x, sigma), meter)
 
 
 def function_records(bench: Bench, spec: BackboneSpec) -> list[Record]:
     """Function backbones: the generator's time per image at the training size (`multires_base`), then
     the render time per image of those functions at each of `resolutions`."""
     base = bench.config.multires_base
+    meter = PeakMemory(bench.device)
     model = bench.inference_model(spec, base)
     x, sigma = bench.noise(base)
-    records = [bench.throughput_record(spec, "function", base, lambda: model.output_function(x, sigma))]
+    records = [bench.throughput_record(spec, "function", base, lambda: model.output_function(x, sigma), meter)]
     with torch.no_grad(), bench.autocast():
         fn = model.output_function(x, sigma)
     for r in bench.config.resolutions:
-        records.append(bench.throughput_record(spec, "render", r, lambda r=r: fn.render(r, r), function_px=base))
+        records.append(bench.throughput_record(spec, "render", r, lambda r=r: fn.render(r, r), meter,
+                                               function_px=base))
     return records
 
 

@@ -126,6 +126,7 @@ SUMMARY_COLUMNS: list[tuple[str, str, str, int]] = [  # (figure, header, record 
     ("train", "train s/step", "median_s", 3),
     ("train", "train peak MiB", "peak_memory_mib", 4),
     ("infer", "1-step img/s", "value", 3),
+    ("infer", "infer peak MiB", "peak_memory_mib", 4),
     ("render", "render ms/img", "value", 3),
     ("multires", "multi-res FPS", "value", 4),
     ("quality", "FID", "value", 4),
