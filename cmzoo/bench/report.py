@@ -263,8 +263,12 @@ def plot_efficiency(records: list[Record], path: Path) -> Path | None:
         return None
     plt = pyplot()
     backbones = list(dict.fromkeys(r.backbone for r in records))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    for ax, (figure, attr, title, ylabel) in zip(axes[0], panels):
+    cols = min(3, len(panels))
+    rows_n = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.6 * rows_n), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (figure, attr, title, ylabel) in zip(axes.flat, panels):
         rows = [r for r in records if r.figure == figure and not r.error]
         groups = list(dict.fromkeys(r.resolution for r in rows))
         width = 0.8 / len(backbones)
@@ -274,7 +278,7 @@ def plot_efficiency(records: list[Record], path: Path) -> Path | None:
             ax.bar(xs, [values.get(g, 0.0) for g in groups], width, label=b)
         ax.set_xticks(range(len(groups)), [f"{g} px" for g in groups])
         ax.set(title=title, ylabel=ylabel)
-    axes[0][0].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
