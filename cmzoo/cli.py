@@ -193,7 +193,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     config = make_bench_config(
         args.config, backbones=parse_list(args.backbones), preset=args.preset, device=args.device,
-        resolutions=parse_list(args.resolutions, int, "--resolutions"), batch_size=args.batch_size, only=parse_list(args.only),
+        resolutions=parse_list(args.resolutions, int, "--resolutions"), batch_size=args.batch_size,
+        only=parse_list(args.only),
         precision=args.precision, compile=args.compile or None, warmup=args.warmup, repeats=args.repeats,
         multires_base=args.multires_base, out=args.out, seed=args.seed, data=args.data,
         quality_resolution=args.quality_resolution, steps=args.steps, seconds=args.seconds,

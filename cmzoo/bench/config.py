@@ -5,14 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cmzoo.backbone import validation_message
-from cmzoo.errors import ConfigError
-from cmzoo.train.config import read_toml
+from cmzoo.train.config import config_from
 
 Figure = Literal["params", "train", "infer", "multires", "quality"]
-FIGURES: tuple[str, ...] = ("params", "train", "infer", "multires", "quality")
 EFFICIENCY: tuple[str, ...] = ("params", "train", "infer", "multires")  # the default: quality trains
 
 
@@ -70,9 +67,4 @@ def _unique(values: list) -> list:
 
 def make_bench_config(file: str | Path | None = None, **overrides: Any) -> BenchConfig:
     """TOML file (optional) → keyword overrides (those that are not None) → validate; errors name the field."""
-    values = read_toml(file) if file is not None else {}
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return BenchConfig(**values)
-    except ValidationError as err:
-        raise ConfigError(f"bench config: {validation_message(err)}") from None
+    return config_from(BenchConfig, "bench config", file, overrides)

@@ -7,7 +7,6 @@ the same formula, so a CPU count equals a CUDA (or meta-device) count.
 from __future__ import annotations
 
 import functools
-import time
 from typing import Callable
 
 import torch
@@ -17,6 +16,8 @@ from torch.utils.flop_counter import (
     sdpa_backward_flop_count,
     sdpa_flop_count,
 )
+
+from cmzoo.bench.measure import time_call
 
 aten = torch.ops.aten
 
@@ -68,14 +69,8 @@ def measured_matmul_tflops(device: str, precision: str, n: int = 2048, repeats: 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats + 1):
-        synchronize(device)
-        start = time.perf_counter()
-        a @ b
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e12
+    timing = time_call(lambda: a @ b, torch.device(device), warmup=1, repeats=repeats)
+    return 2 * n**3 / min(timing.seconds) / 1e12
 
 
 def peak_tflops(device: torch.device, precision: str) -> tuple[float, str]:
@@ -87,7 +82,3 @@ def peak_tflops(device: torch.device, precision: str) -> tuple[float, str]:
             return rate, f"datasheet dense {precision} of {name}"
     return measured_matmul_tflops(str(device), precision), f"measured {precision} 2048³ matmul"
 
-
-def synchronize(device: torch.device | str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)

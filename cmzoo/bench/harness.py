@@ -27,8 +27,8 @@ from cmzoo.train.distributed import resolve_device
 
 def run_bench(config: BenchConfig | None = None, console: Console | None = None, command: str | None = None,
               **overrides: Any) -> BenchResult:
-    """Measure `config.only` for `config.backbones` (overrides are BenchConfig fields); the results
-    (markdown, CSV, JSON, PNG) are rewritten in `config.out` after every measurement."""
+    """Measure `config.only` for `config.backbones` (overrides are BenchConfig fields); the tables
+    (markdown, CSV, JSON) are rewritten in `config.out` after every measurement, the PNGs at the end."""
     cfg = make_bench_config(**{**(config.model_dump() if config else {}), **overrides})
     console = console or Console(stderr=True)
     specs = [get_backbone(name) for name in cfg.backbones]
@@ -48,7 +48,7 @@ def run_bench(config: BenchConfig | None = None, console: Console | None = None,
             shown = f"failed: {r.error}" if r.error else f"{r.value:.4g} {r.unit}"
             console.print(f"[dim]bench[/] {r.backbone:>8} {r.figure:>8} @ {r.resolution:>9} px  {shown}")
         result.records.extend(records)
-        write_results(result, out)
+        write_results(result, out, plot=False)  # the tables survive a crash; the figure is drawn once, at the end
 
     if "params" in figures:
         for spec in specs:

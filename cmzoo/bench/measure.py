@@ -15,7 +15,11 @@ from typing import Callable
 
 import torch
 
-from cmzoo.bench.flops import synchronize
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; the CPU needs nothing)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @dataclass(frozen=True)

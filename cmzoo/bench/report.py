@@ -228,8 +228,8 @@ def markdown_report(result: BenchResult) -> str:
     return "\n".join(parts)
 
 
-def write_results(result: BenchResult, out: Path) -> list[Path]:
-    """results.json, results.csv, results.md and efficiency.png in `out` (rewritten after each figure)."""
+def write_results(result: BenchResult, out: Path, plot: bool = True) -> list[Path]:
+    """results.json, results.csv, results.md and (with `plot`) efficiency.png in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     records = [asdict(r) for r in result.records]
     paths = [out / "results.json", out / "results.csv", out / "results.md"]
@@ -241,8 +241,8 @@ def write_results(result: BenchResult, out: Path) -> list[Path]:
         for r in records:
             writer.writerow({**r, "notes": json.dumps(r["notes"])})
     paths[2].write_text(markdown_report(result))
-    plot = plot_efficiency(result.records, out / "efficiency.png")
-    return paths + ([plot] if plot else []) + [p for p in result.files if p.exists()]
+    figure = plot_efficiency(result.records, out / "efficiency.png") if plot else None
+    return paths + ([figure] if figure else []) + [p for p in result.files if p.exists()]
 
 
 BAR_FIGURES: list[tuple[str, str, str, str]] = [  # (figure, record attribute, title, y label)

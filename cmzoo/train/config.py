@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -85,14 +85,23 @@ def read_toml(file: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
 
 
-def make_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """TOML file (optional) → validate → keyword overrides (those that are not None)."""
+Config = TypeVar("Config", bound=BaseModel)
+
+
+def config_from(model: type[Config], label: str, file: str | Path | None, overrides: dict[str, Any]) -> Config:
+    """TOML file (optional), then keyword overrides (those that are not None), validated by `model`;
+    an invalid field is a ConfigError naming it, prefixed with `label`."""
     values = read_toml(file) if file is not None else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return TrainConfig(**values)
+        return model(**values)
     except ValidationError as err:
-        raise ConfigError(f"train config: {validation_message(err)}") from None
+        raise ConfigError(f"{label}: {validation_message(err)}") from None
+
+
+def make_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """TOML file (optional) → keyword overrides (those that are not None) → validate."""
+    return config_from(TrainConfig, "train config", file, overrides)
 
 
 __all__ = ["RECIPES", "TrainConfig", "make_config"]
