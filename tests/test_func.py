@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import cmzoo
 from cmzoo.errors import BackboneError, CheckpointError, ConfigError
@@ -19,6 +20,7 @@ from cmzoo_func.image_function import (
     pixel_centres,
     variational_coordinates,
 )
+from cmzoo_func.model import GroupedWeights
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -151,6 +153,19 @@ def test_grouping_gives_unit_columns_and_the_base_bias(tiny):
         norms = wb[:, :-1].norm(dim=1)  # over the input dimension
         assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
         assert torch.equal(wb[:, -1], base[-1].detach().expand(len(fn), -1))  # bias not generated
+
+
+def test_column_j_is_scaled_by_token_j_mod_g():
+    torch.manual_seed(0)
+    grouped = GroupedWeights(dim=8, shapes=[(4, 5), (6, 3)], n_groups=2)  # 5 and 3 columns from 2 tokens each
+    grouped.reset_base()
+    tokens = torch.randn(2, 4, 8)  # distinct token vectors
+    with torch.no_grad():
+        weights = grouped(tokens)
+        for t, (w, base, postfc) in enumerate(zip(weights, grouped.base, grouped.postfc)):
+            for j in range(base.shape[1]):
+                column = F.normalize(base[:-1, j] * postfc(tokens[:, 2 * t + j % 2]), dim=1)
+                torch.testing.assert_close(w[:, :-1, j], column)
 
 
 def test_paper_token_and_weight_counts():

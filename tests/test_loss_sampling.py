@@ -3,11 +3,12 @@
 import pytest
 import torch
 
+import cmzoo
 from cmzoo.engine.distances import l2
 from cmzoo.engine.ema import frozen_copy
 from cmzoo.engine.loss import consistency_loss
-from cmzoo.engine.parameterization import SIGMA_MAX, SIGMA_MIN, ConsistencyFunction, c_out, c_skip
-from cmzoo.engine.sampling import multistep_sample
+from cmzoo.engine.parameterization import SIGMA_MAX, SIGMA_MIN, ConsistencyFunction, c_noise, c_out, c_skip
+from cmzoo.engine.sampling import multistep_sample, sample_at_sizes
 from cmzoo.errors import ConfigError
 
 
@@ -46,6 +47,38 @@ def test_loss_is_the_weighted_mean_of_distances():
     torch.testing.assert_close(loss, expected)
 
 
+class AffineNet(torch.nn.Module):
+    """F = a·x_in + b, logging (c_noise, grad enabled) of every call."""
+
+    def __init__(self, a: float, b: float) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Parameter(torch.tensor(a)), torch.nn.Parameter(torch.tensor(b))
+        self.calls = []
+
+    def forward(self, x_in, c_noise, labels=None):
+        self.calls.append((c_noise.clone(), torch.is_grad_enabled()))
+        return self.a * x_in + self.b
+
+
+def test_online_is_at_sigma_next_with_gradients_and_target_at_sigma_without():
+    online, target = ConsistencyFunction(AffineNet(1.0, 0.2)), ConsistencyFunction(AffineNet(-0.5, 0.7))
+    x, z = torch.randn(4, 3, 4, 4), torch.randn(4, 3, 4, 4)
+    s, sn = torch.full((4,), 0.5), torch.full((4,), 0.8)
+
+    def asymmetric(a, b):  # d(online, target)
+        return (a - 2 * b).flatten(1).mean(1)
+
+    loss = consistency_loss(online, target, x, s, sn, z, torch.ones(4), asymmetric)
+    loss.backward()
+    [(noise_online, grad_online)], [(noise_target, grad_target)] = online.net.calls, target.net.calls
+    assert torch.equal(noise_online, c_noise(sn)) and grad_online
+    assert torch.equal(noise_target, c_noise(s)) and not grad_target
+    assert online.net.a.grad is not None and target.net.a.grad is None
+    with torch.no_grad():
+        expected = asymmetric(online(x + 0.8 * z, sn), target(x + 0.5 * z, s)).mean()
+    torch.testing.assert_close(loss.detach(), expected)
+
+
 class MeanNet(torch.nn.Module):
     """F ≡ a fixed image m/c_out, so f(x, σ) ≈ c_skip x + m."""
 
@@ -74,6 +107,40 @@ def test_multistep_sample_follows_the_algorithm():
     x = f(SIGMA_MAX * z, torch.full((2,), SIGMA_MAX))
     x = x + (2.0**2 - SIGMA_MIN**2) ** 0.5 * torch.randn(x.shape, generator=g2)
     torch.testing.assert_close(out, f(x, torch.full((2,), 2.0)))
+
+
+def test_multistep_clamps_each_intermediate_image_and_one_step_is_not_clamped():
+    f = ConsistencyFunction(MeanNet(torch.full((1, 3, 8, 8), 10.0)))  # f(x, σ) = c_skip x + 10 c_out: far above 1
+    z = torch.randn(2, 3, 8, 8)
+    one = multistep_sample(f, z)
+    torch.testing.assert_close(one, c_skip(torch.tensor(SIGMA_MAX)) * SIGMA_MAX * z + 10 * c_out(torch.tensor(SIGMA_MAX)))
+    assert one.min() > 4.9
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    out = multistep_sample(f, z, [SIGMA_MAX, 10.0, 2.0], generator=g1)
+    x = one
+    for tau in (10.0, 2.0):
+        x = f(x.clamp(-1, 1) + (tau**2 - SIGMA_MIN**2) ** 0.5 * torch.randn(x.shape, generator=g2), torch.full((2,), tau))
+    torch.testing.assert_close(out, x)
+
+
+@pytest.fixture
+def one_thread():
+    # As in test_func.py: two OpenMP threads on 2 shared cores make a tiny func forward 100× slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("sigmas", [[SIGMA_MAX], [SIGMA_MAX, 2.0], [SIGMA_MAX, 10.0, 2.0]])
+def test_sample_at_sizes_is_multistep_sample_at_the_training_size(sigmas, one_thread):
+    torch.manual_seed(0)
+    f = ConsistencyFunction(cmzoo.create_backbone("func", "tiny", resolution=16)).eval()
+    z = 400 * torch.randn(2, 3, 16, 16)  # c_skip(σ_max)·σ_max·z ≈ 1.25 z: the clamp before re-noising matters
+    with torch.no_grad():
+        expected = multistep_sample(f, z, sigmas, generator=torch.Generator().manual_seed(1))
+        images, _ = sample_at_sizes(f, z, [(16, 16)], sigmas, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(images[(16, 16)], expected)
 
 
 def test_sigma_list_must_decrease():

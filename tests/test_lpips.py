@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from cmzoo.engine import distances
 from cmzoo.engine.distances import LPIPSDistance, find_lpips_weights, make_distance
@@ -41,6 +42,35 @@ def test_lpips_distance_behaves(jax_weights):
     assert d(x, x).abs().max() < 1e-6
     assert (d(x, near) < d(x, far)).all()
     assert d(x, far).shape == (4,)
+
+
+class InputRecorder(torch.nn.Module):
+    """Stands in for the lpips network: records what it is given, returns one value per pair."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, x, y):
+        self.inputs.append((x, y))
+        return torch.zeros(len(x), 1, 1, 1)
+
+
+def test_lpips_gets_images_in_minus_one_one_resized_to_224_below_256_px():
+    d = LPIPSDistance.__new__(LPIPSDistance)  # no weights needed: only the network's inputs are checked
+    torch.nn.Module.__init__(d)
+    d.net = InputRecorder()
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 2, 3, 32, 32, generator=g) * 2 - 1
+    assert d(x, y).shape == (2,)
+    [(net_x, net_y)] = d.net.inputs
+    assert net_x.shape == net_y.shape == (2, 3, 224, 224)
+    torch.testing.assert_close(net_x, F.interpolate(x, size=224, mode="bilinear", align_corners=False))
+    torch.testing.assert_close(net_y, F.interpolate(y, size=224, mode="bilinear", align_corners=False))
+    assert net_x.min() < -0.9 and net_x.max() > 0.9
+    big = torch.rand(1, 3, 256, 256, generator=g) * 2 - 1
+    d(big, big)
+    assert torch.equal(d.net.inputs[-1][0], big)  # 256 px and above: unchanged
 
 
 def test_search_order_and_errors(tmp_path, monkeypatch, jax_weights):

@@ -22,12 +22,21 @@ def multistep_sample(
     generator: torch.Generator | None = None,
     sigma_min: float = SIGMA_MIN,
 ) -> torch.Tensor:
-    """x = f(σ₁ z, σ₁), then x ← f(x + √(τ² − σ_min²) z, τ) for each later τ (decreasing)."""
+    """x = f(σ₁ z, σ₁), then x ← f(clip(x) + √(τ² − σ_min²) z, τ) for each later τ (decreasing).
+
+    Every denoised image that feeds a further step is clamped to [-1, 1], as the reference sampler's
+    `clip_denoised=True`; the returned (last) one is not, so a one-step sample is exactly f(σ₁ z, σ₁).
+    """
     _check_decreasing(sigmas)
     x = _denoise(model, noise * sigmas[0], sigmas[0], labels)
     for tau in sigmas[1:]:
-        x = _denoise(model, x + (tau**2 - sigma_min**2) ** 0.5 * _randn_like(x, generator), tau, labels)
+        x = _denoise(model, renoise(x, tau, generator, sigma_min), tau, labels)
     return x
+
+
+def renoise(x: torch.Tensor, tau: float, generator: torch.Generator | None, sigma_min: float = SIGMA_MIN) -> torch.Tensor:
+    """clip(x, −1, 1) + √(τ² − σ_min²) z: a denoised image taken back to noise level τ (CM Algorithm 1)."""
+    return x.clamp(-1, 1) + (tau**2 - sigma_min**2) ** 0.5 * _randn_like(x, generator)
 
 
 def sample_at_sizes(
@@ -41,24 +50,25 @@ def sample_at_sizes(
 ) -> tuple[dict[Size, torch.Tensor], object]:
     """Samples of a function backbone at every size in `sizes` from ONE function per image.
 
-    Earlier steps run at the training size; the last step's function is rendered at each size, with
-    the skip term taken from the bilinearly resized input, or dropped for a one-step sample from
-    pure noise (c_skip(σ_max) ≈ 4e-5; paper App. D.3). Returns ({(H, W): images}, image functions)
-    where the functions are c_out·F_θ: for one-step sampling they render exactly the samples; after
-    several steps the skip term (resized input) is not part of them.
+    Earlier steps run at the training size. The last step's function is rendered at each size and the
+    skip term c_skip·x added: x itself at the input's size (so that size is exactly `multistep_sample`),
+    x bilinearly resized at other sizes after several steps, and nothing at other sizes for a one-step
+    sample from pure noise (c_skip(σ_max) ≈ 4e-5; paper App. D.3). Returns ({(H, W): images}, image
+    functions) where the functions are c_out·F_θ, the samples without their skip term.
     """
     _check_decreasing(sigmas)
     x = noise * sigmas[0]
     if len(sigmas) > 1:
-        x = multistep_sample(model, noise, sigmas[:-1], labels, generator, sigma_min)
-        x = x + (sigmas[-1] ** 2 - sigma_min**2) ** 0.5 * _randn_like(x, generator)
+        x = renoise(multistep_sample(model, noise, sigmas[:-1], labels, generator, sigma_min), sigmas[-1], generator, sigma_min)
     sigma = torch.full((x.shape[0],), float(sigmas[-1]), device=x.device, dtype=x.dtype)
     skip, _, _ = model.scalings(sigma, x.ndim)
     fn = model.output_function(x, sigma, labels)  # c_out·F_θ: the sample's own function
     images = {}
     for h, w in sizes:
         rendered = fn.render(h, w)
-        if len(sigmas) > 1:
+        if (h, w) == tuple(x.shape[-2:]):
+            rendered = rendered + skip * x
+        elif len(sigmas) > 1:
             rendered = rendered + skip * F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         images[(h, w)] = rendered
     return images, fn
