@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -75,6 +76,15 @@ def test_ct_curriculum_ends():
     assert ns == sorted(ns)
 
 
+def test_ct_curriculum_midpoints_match_the_reference_code():
+    # openai/consistency_models cm/script_util.py create_ema_and_scales_fn, "progressive" ct
+    s0, s1, K = 2, 150, 1000
+    for k in (K // 2, K // 3, K // 7):
+        scales = np.ceil(np.sqrt((k / K) * ((s1 + 1) ** 2 - s0**2) + s0**2) - 1).astype(np.int32)
+        assert schedules.ct_num_scales(k, K, s0, s1) == np.maximum(scales, 1) + 1
+    assert schedules.ct_num_scales(500, 1000) == 107  # ⌈√(22797/2 + 4) − 1⌉ + 1 = ⌈105.78⌉ + 1
+
+
 def test_ct_target_ema_follows_the_reference_code():
     assert schedules.ct_target_ema(2) == pytest.approx(0.81)
     assert schedules.ct_target_ema(151) == pytest.approx(0.998596, abs=1e-6)
@@ -97,6 +107,15 @@ def test_lognormal_index_probabilities():
     assert sigmas[peak].item() <= math.exp(-1.1) <= sigmas[peak + 1].item() * 1.05
     idx = schedules.sample_lognormal_indices(sigmas, 20000, torch.Generator().manual_seed(0))
     assert idx.min() >= 0 and idx.max() <= 1279
+
+
+def test_lognormal_index_probabilities_are_the_erf_differences():
+    sigmas = schedules.karras_sigmas(11).tolist()
+    for p_mean, p_std in ((-1.1, 2.0), (0.5, 1.0)):
+        cdf = [math.erf((math.log(s) - p_mean) / (math.sqrt(2) * p_std)) for s in sigmas]
+        p = [b - a for a, b in zip(cdf, cdf[1:])]
+        expected = torch.tensor([q / sum(p) for q in p])
+        torch.testing.assert_close(schedules.lognormal_index_probs(torch.tensor(sigmas), p_mean, p_std), expected)
 
 
 def test_uniform_indices_cover_the_intervals():

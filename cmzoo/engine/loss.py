@@ -1,4 +1,5 @@
-"""The consistency-training loss (CM eq. 10, iCT eq. 9): one function for every recipe."""
+"""The consistency-training loss (CM eq. 10, iCT eq. 9), one function for every recipe, and the
+EDM denoiser loss that ECT trains first."""
 
 from __future__ import annotations
 
@@ -34,3 +35,17 @@ def consistency_loss(
             torch.cuda.set_rng_state(s, d)
         target_out = target(x_cur, sigma, labels)
     return (weight * distance(online_out.float(), target_out.float())).mean()
+
+
+def denoising_loss(
+    online: ConsistencyFunction,
+    x0: torch.Tensor,
+    sigma: torch.Tensor,
+    noise: torch.Tensor,
+    weight: torch.Tensor,
+    distance: Distance,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """mean_b λ_b · d(f_θ(x + σ z, σ), x): the EDM denoiser loss (EDM eq. 2, 8) on the same f_θ."""
+    denoised = online(x0 + append_dims(sigma, x0.ndim) * noise, sigma, labels)
+    return (weight * distance(denoised.float(), x0.float())).mean()

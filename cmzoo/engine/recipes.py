@@ -1,7 +1,9 @@
 """Named presets of the engine: how σ pairs are drawn, weighted and compared, and how θ⁻ moves.
 
-`ct` is the paper's recipe (CM consistency training), `ict` Song & Dhariwal 2023's, and
-`ct-short` the `ct` curriculum shortened to s₁ = 6 so minutes of CPU can show learning (DESIGN §10).
+`ct` is the paper's recipe (CM consistency training), `ict` Song & Dhariwal 2023's, `ct-short` the
+`ct` curriculum shortened to s₁ = 6 so that minutes of CPU show learning, and `ect` Geng et al. 2024's
+easy consistency tuning: the backbone first learns to denoise (EDM loss), then is tuned into a
+consistency model on continuous noise pairs (t, r) whose gap Δt = t − r halves at every stage.
 """
 
 from __future__ import annotations
@@ -17,17 +19,31 @@ from cmzoo.errors import ConfigError
 
 
 @dataclass(frozen=True)
+class SigmaPairs:
+    """One batch of noise levels: the online branch sees σ_next, the target σ (< σ_next), weighted λ.
+
+    `denoise` marks a denoiser step: the target is the clean image itself (EDM loss, distance l2).
+    """
+
+    sigma: torch.Tensor
+    sigma_next: torch.Tensor
+    weight: torch.Tensor
+    denoise: bool
+    schedule: dict[str, float]  # what the curriculum is at this step, for logs and the progress bar
+
+
+@dataclass(frozen=True)
 class Recipe:
     """One consistency-training recipe; every schedule is a pure function of the global step."""
 
     name: str
     description: str
-    curriculum: Literal["ct", "ict"]  # N(k) formula
+    curriculum: Literal["ct", "ict", "ect"]  # N(k) formula, or ECT's stages of continuous pairs
     s0: int
     s1: int
     mu0: float | None  # target EMA μ₀ of the ct schedule; None: μ = 0 (target = stop-grad online)
     index_sampling: Literal["uniform", "lognormal"]
-    weighting: Literal["uniform", "ict"]  # λ = 1, or λ = 1/(σ_{i+1} − σ_i)
+    weighting: Literal["uniform", "ict"]  # λ = 1, or λ = 1/(σ_{i+1} − σ_i) (ECT: 1/(t − r))
     distance: str
     lr: float
     batch_size: int
@@ -37,9 +53,17 @@ class Recipe:
     sigma_min: float = SIGMA_MIN
     sigma_max: float = SIGMA_MAX
     rho: float = RHO
+    # ect: the share of the steps that trains the denoiser, the stages after it, and t → r's constants
+    denoise_fraction: float = 0.0
+    stages: int = 1
+    q: float = 2.0
+    ect_k: float = 8.0
+    ect_b: float = 1.0
+    denoise_p_mean: float = -1.2  # the EDM training density of σ
+    denoise_p_std: float = 1.2
 
     def num_scales(self, k: int, total_steps: int) -> int:
-        """N(k): the number of grid points at global step k of K."""
+        """N(k): the number of grid points at global step k of K (grid curricula)."""
         fn = schedules.ct_num_scales if self.curriculum == "ct" else schedules.ict_num_scales
         return fn(k, total_steps, self.s0, self.s1)
 
@@ -60,7 +84,38 @@ class Recipe:
         """λ for each pair."""
         return torch.ones_like(sigma) if self.weighting == "uniform" else schedules.ict_weight(sigma, sigma_next)
 
+    def ect_stage(self, k: int, total_steps: int) -> int | None:
+        """The ECT stage at step k, None during the denoiser phase."""
+        return schedules.ect_stage(k, total_steps, round(self.denoise_fraction * total_steps), self.stages)
+
+    def pairs(self, k: int, total_steps: int, batch: int, generator: torch.Generator | None) -> SigmaPairs:
+        """The σ pairs, weights and target-EMA rate of one batch at global step k of K."""
+        if self.curriculum != "ect":
+            num_scales = self.num_scales(k, total_steps)
+            sigmas = self.sigmas(num_scales)
+            i = self.sample_indices(sigmas, batch, generator)
+            sigma, sigma_next = sigmas[i], sigmas[i + 1]
+            return SigmaPairs(sigma, sigma_next, self.weight(sigma, sigma_next), False, {"num_scales": num_scales})
+        stage = self.ect_stage(k, total_steps)
+        if stage is None:
+            t = schedules.sample_lognormal_sigmas(batch, self.denoise_p_mean, self.denoise_p_std, generator)
+            t = t.clamp(self.sigma_min, self.sigma_max)
+            return SigmaPairs(torch.full_like(t, self.sigma_min), t, schedules.edm_weight(t), True, {"stage": -1})
+        t = schedules.sample_lognormal_sigmas(batch, self.p_mean, self.p_std, generator)
+        t = t.clamp(2 * self.sigma_min, self.sigma_max)
+        # r = 0 in the reference means "the target is the clean image"; at σ_min the boundary condition
+        # f(x, σ_min) = x gives that target without a special case.
+        r = schedules.ect_r(t, stage, self.q, self.ect_k, self.ect_b).clamp(min=self.sigma_min)
+        return SigmaPairs(r, t, 1.0 / (t - r), False, {"stage": stage})
+
+    def target_ema_at(self, pairs: SigmaPairs) -> float:
+        """μ for the step that drew `pairs`."""
+        return self.target_ema(int(pairs.schedule["num_scales"])) if "num_scales" in pairs.schedule else 0.0
+
     def summary(self) -> str:
+        if self.curriculum == "ect":
+            return (f"recipe {self.name}: denoiser (EDM loss) for {self.denoise_fraction:.0%} of the steps, then "
+                    f"{self.stages} stages of Δt/t halving, μ = 0, {self.distance}, 1/Δt weights ({self.description})")
         n0, n1 = self.num_scales(0, 1), self.num_scales(1, 1)
         mu = "μ = 0" if self.mu0 is None else f"μ {self.target_ema(n0):.4g} → {self.target_ema(n1):.5g}"
         return f"recipe {self.name}: N {n0} → {n1}, {mu}, {self.distance}, {self.index_sampling} σ-index ({self.description})"
@@ -78,9 +133,15 @@ RECIPES: dict[str, Recipe] = {
         distance="pseudo_huber", lr=1e-4, batch_size=32, sample_ema=0.9999,
     ),
     "ct-short": Recipe(
-        name="ct-short", description="short CPU curriculum, s₁ = 6 instead of the paper's 150 (DESIGN §10)",
+        name="ct-short", description="a short CPU curriculum: s₁ = 6 instead of the paper's 150",
         curriculum="ct", s0=2, s1=6, mu0=0.9, index_sampling="uniform", weighting="uniform",
         distance="pseudo_huber", lr=1e-3, batch_size=32, sample_ema=0.995,
+    ),
+    "ect": Recipe(
+        name="ect", description="easy consistency tuning (Geng et al. 2024)",
+        curriculum="ect", s0=0, s1=0, mu0=None, index_sampling="lognormal", weighting="ict",
+        distance="pseudo_huber", lr=1e-3, batch_size=32, sample_ema=0.995,
+        denoise_fraction=0.4, stages=4,
     ),
 }
 

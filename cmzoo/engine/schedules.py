@@ -1,5 +1,6 @@
 """Noise grids and curricula: Karras σ grid, CT / iCT discretisation curricula, target-EMA schedule,
-and σ-index sampling. Every function is pure in the global step k, so resume and DDP agree."""
+σ-index sampling, and ECT's continuous noise pairs. Every function is pure in the global step k, so
+resume and DDP agree."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 
 import torch
 
-from cmzoo.engine.parameterization import RHO, SIGMA_MAX, SIGMA_MIN
+from cmzoo.engine.parameterization import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN
 
 
 def karras_sigmas(
@@ -61,3 +62,29 @@ def ict_weight(sigma: torch.Tensor, sigma_next: torch.Tensor) -> torch.Tensor:
     """λ(σ_i) = 1 / (σ_{i+1} − σ_i) (iCT §3.4)."""
     return 1.0 / (sigma_next - sigma)
 
+
+
+def sample_lognormal_sigmas(batch: int, p_mean: float, p_std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """σ = exp(P_mean + P_std·n), n ~ N(0, 1): the continuous noise-level density of EDM and ECT."""
+    return (p_mean + p_std * torch.randn(batch, generator=generator)).exp()
+
+
+def edm_weight(sigma: torch.Tensor, sigma_data: float = SIGMA_DATA) -> torch.Tensor:
+    """λ(σ) = (σ² + σ_data²) / (σ·σ_data)², the EDM loss weight (EDM eq. 8, Table 1)."""
+    return (sigma**2 + sigma_data**2) / (sigma * sigma_data) ** 2
+
+
+def ect_stage(k: int, total_steps: int, denoise_steps: int, stages: int) -> int | None:
+    """ECT stage of global step k: None during the first `denoise_steps` (the denoiser phase), then
+    0 … stages−1 over equal shares of the remaining steps (Δt halves at every stage for q = 2)."""
+    if k < denoise_steps:
+        return None
+    per_stage = max((total_steps - denoise_steps) / stages, 1)
+    return min(int((k - denoise_steps) // per_stage), stages - 1)
+
+
+def ect_r(t: torch.Tensor, stage: int, q: float = 2.0, k: float = 8.0, b: float = 1.0) -> torch.Tensor:
+    """r = max(t·(1 − q^{−(stage+1)}·(1 + k·sigmoid(−b·t))), 0): the ECT mapping t → r < t whose gap
+    Δt = t − r shrinks by q every stage (Geng et al. 2024, the reference code's `t_to_r_sigmoid`)."""
+    decay = q ** -(stage + 1) * (1 + k * torch.sigmoid(-b * t))
+    return (t * (1 - decay)).clamp(min=0)

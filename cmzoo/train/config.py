@@ -32,6 +32,7 @@ class TrainConfig(BaseModel):
     resolution: int = Field(32, ge=4)
     class_conditional: bool = False
     steps: int = Field(600, ge=1)  # K: the curriculum's length
+    stop_at: int | None = Field(None, ge=1)  # end this invocation at that step of K (--resume goes on)
     batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
     sample_ema: float | None = Field(None, ge=0, lt=1)

@@ -15,9 +15,9 @@ import torch
 from rich.console import Console
 
 from cmzoo.data import ImageDataset, batch_indices, load_dataset
-from cmzoo.engine.distances import make_distance
+from cmzoo.engine.distances import l2, make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
-from cmzoo.engine.loss import consistency_loss
+from cmzoo.engine.loss import consistency_loss, denoising_loss
 from cmzoo.engine.parameterization import ConsistencyFunction
 from cmzoo.engine.recipes import get_recipe
 from cmzoo.errors import CheckpointError, DataError, TrainingError
@@ -90,15 +90,12 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         cfg, recipe, k = self.config, self.recipe, self.step
-        num_scales = recipe.num_scales(k, cfg.steps)  # schedules are functions of the global step
-        sigmas = recipe.sigmas(num_scales)
-        # Every rank draws the whole global batch (examples, σ indices, noise) from the shared generator
+        # Every rank draws the whole global batch (examples, σ pairs, noise) from the shared generator
         # and trains on its slice, so N ranks × B/N follow the same trajectory as one process × B.
         x0, labels = self.data.batch(batch_indices(k, cfg.batch_size, len(self.data), cfg.seed))
-        i = recipe.sample_indices(sigmas, cfg.batch_size, self.generator)
+        pairs = recipe.pairs(k, cfg.steps, cfg.batch_size, self.generator)  # a pure function of the step
         noise = torch.randn(x0.shape, generator=self.generator)
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        batch = (x0, sigma, sigma_next, noise, recipe.weight(sigma, sigma_next), labels)
+        batch = (x0, pairs.sigma, pairs.sigma_next, noise, pairs.weight, labels)
         self.online.train()
         self.optimizer.zero_grad(set_to_none=True)
         micro_batches = self.dist.shard(cfg.batch_size, cfg.grad_accum)
@@ -106,25 +103,32 @@ class Trainer:
         for m, part in enumerate(micro_batches):
             x, sig, sig_next, z, w, y = (t[part].to(self.device) if t is not None else None for t in batch)
             with distributed.no_sync(self.model, m < len(micro_batches) - 1), self.autocast():
-                loss = consistency_loss(self.model, self.target_forward, x, sig, sig_next, z, w, self.distance, y)
+                if pairs.denoise:
+                    loss = denoising_loss(self.model, x, sig_next, z, w, l2, y)
+                else:
+                    loss = consistency_loss(self.model, self.target_forward, x, sig, sig_next, z, w, self.distance, y)
             self.scaler.scale(loss / len(micro_batches)).backward()
             total += loss.detach().float().cpu()
         loss = self.dist.mean(total / len(micro_batches))  # the same number on every rank: one decision
         if not math.isfinite(loss):
-            return self._bad_step(loss, num_scales)
+            return self._bad_step(loss, pairs.schedule)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        mu = recipe.target_ema(num_scales)
-        ema_update(self.target, self.online, mu)
-        ema_update(self.ema, self.online, cfg.sample_ema)
+        mu = recipe.target_ema_at(pairs)
+        # GradScaler skips the optimizer step on inf/NaN gradients and then lowers its scale: the EMAs
+        # must skip too, or they would drift towards weights that did not move.
+        if scale is None or self.scaler.get_scale() >= scale:
+            ema_update(self.target, self.online, mu)
+            ema_update(self.ema, self.online, cfg.sample_ema)
         self.step += 1
-        return {"loss": loss, "num_scales": num_scales, "target_ema": mu}
+        return {"loss": loss, **pairs.schedule, "target_ema": mu}
 
     def autocast(self) -> torch.autocast:
         dtype = AUTOCAST[self.config.precision]
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
-    def _bad_step(self, loss: float, num_scales: int) -> dict[str, float]:
+    def _bad_step(self, loss: float, schedule: dict[str, float]) -> dict[str, float]:
         """A non-finite loss: skip the update (up to `max_bad_steps` times), else stop with the checkpoints intact."""
         self.optimizer.zero_grad(set_to_none=True)
         self.bad_steps += 1
@@ -137,7 +141,7 @@ class Trainer:
         self.console.print(f"[yellow]note:[/] non-finite loss ({loss}) at step {self.step}: update skipped "
                            f"({self.bad_steps} of max_bad_steps {self.config.max_bad_steps})")
         self.step += 1
-        return {"loss": loss, "num_scales": num_scales, "target_ema": float("nan")}
+        return {"loss": loss, **schedule, "target_ema": float("nan")}
 
     # ---- state -----------------------------------------------------------------------------------
 
@@ -246,29 +250,30 @@ class Trainer:
 
     def _loop(self) -> None:
         cfg, main = self.config, self.dist.main
+        end = min(cfg.stop_at or cfg.steps, cfg.steps)  # the curriculum still runs over all K steps
         window: list[float] = []
         start, start_step = time.perf_counter(), self.step
-        bar = progress_bar("train", "loss {task.fields[loss]:.4f}  N {task.fields[n]}  {task.fields[rate]:.1f} it/s",
+        bar = progress_bar("train", "loss {task.fields[loss]:.4f}  {task.fields[schedule]}  {task.fields[rate]:.1f} it/s",
                            self.console)
         with bar as progress:
-            task = progress.add_task("train", total=cfg.steps, completed=self.step, loss=float("nan"), n=0, rate=0.0)
+            task = progress.add_task("train", total=cfg.steps, completed=self.step, loss=float("nan"), schedule="", rate=0.0)
             if main and cfg.denoise_every and self.step == 0:
                 self.log({"step": 0, "denoising_distance": self.denoising_distances()})
-            while self.step < cfg.steps:
+            while self.step < end:
                 metrics = self.train_step()
                 if math.isfinite(metrics["loss"]):
                     window.append(metrics["loss"])
                 rate = (self.step - start_step) / (time.perf_counter() - start)
-                progress.update(task, completed=self.step, loss=metrics["loss"], n=metrics["num_scales"], rate=rate)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                progress.update(task, completed=self.step, loss=metrics["loss"], schedule=schedule_text(metrics), rate=rate)
+                if self.step % cfg.log_every == 0 or self.step == end:
                     loss = sum(window) / len(window) if window else float("nan")
                     self.log({"step": self.step, **metrics, "loss": loss, "it_per_s": rate})
                     window.clear()
-                if main and cfg.denoise_every and (self.step % cfg.denoise_every == 0 or self.step == cfg.steps):
+                if main and cfg.denoise_every and (self.step % cfg.denoise_every == 0 or self.step == end):
                     self.log({"step": self.step, "denoising_distance": self.denoising_distances()})
-                if main and cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < cfg.steps:
+                if main and cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < end:
                     save_sample_grids(self)
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < end:
                     self.save()
                 if self.dist.any(self._stop_signal is not None):  # all ranks stop at the same step
                     path = self.save()
@@ -290,6 +295,13 @@ class Trainer:
         x0, labels = x0.to(self.device), (labels.to(self.device) if labels is not None else None)
         dist = denoising_distances(self.ema, x0, self.config.denoise_sigmas, self.config.seed, labels)
         return {f"{s:g}": d for s, d in dist.items()}
+
+
+def schedule_text(metrics: dict[str, float]) -> str:
+    """'N 7', 'stage 2' or 'denoiser': where the recipe's curriculum is, for the progress bar."""
+    if "num_scales" in metrics:
+        return f"N {metrics['num_scales']}"
+    return "denoiser" if metrics["stage"] < 0 else f"stage {metrics['stage']}"
 
 
 def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Path:

@@ -1,0 +1,98 @@
+"""What Trainer.train_step feeds the loss and the EMAs: σ pairs, update order and rates, fp16 skipped steps."""
+
+import io
+import math
+
+import pytest
+import torch
+from rich.console import Console
+
+from cmzoo.engine.schedules import karras_sigmas
+from cmzoo.train import trainer as trainer_module
+from cmzoo.train.config import make_config
+from cmzoo.train.trainer import Trainer
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # As in test_func.py: two OpenMP threads on 2 shared cores spin against any other busy process.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _trainer(tmp_path, **overrides):
+    cfg = make_config(backbone="dit", preset="tiny", resolution=16, shapes_count=8, batch_size=4, steps=2,
+                      recipe="ct-short", sample_every=0, denoise_every=0, device="cpu", out=str(tmp_path / "run"),
+                      **overrides)
+    return Trainer(cfg, console=Console(file=io.StringIO()))
+
+
+def test_the_loss_gets_sigma_i_and_the_next_grid_point(tmp_path, monkeypatch):
+    calls = []
+    real = trainer_module.consistency_loss
+
+    def recorder(model, target, x, sigma, sigma_next, noise, weight, distance, labels):
+        calls.append((sigma.tolist(), sigma_next.tolist()))
+        return real(model, target, x, sigma, sigma_next, noise, weight, distance, labels)
+
+    monkeypatch.setattr(trainer_module, "consistency_loss", recorder)
+    trainer = _trainer(tmp_path)
+    for k in range(2):
+        trainer.train_step()
+        grid = karras_sigmas(trainer.recipe.num_scales(k, trainer.config.steps)).tolist()  # N = 2, then 6
+        sigma, sigma_next = calls[k]
+        assert set(sigma) <= set(grid[:-1])
+        assert sigma_next == [grid[grid.index(s) + 1] for s in sigma]
+    assert len(calls) == 2
+
+
+def test_optimizer_step_then_target_ema_with_this_steps_mu_then_sample_ema(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path)
+    names = {id(trainer.target): "target", id(trainer.ema): "ema"}
+    events = []
+    real_ema, real_step = trainer_module.ema_update, trainer.optimizer.step
+
+    def ema_recorder(target, source, rate):
+        assert source is trainer.online
+        events.append((names[id(target)], rate))
+        real_ema(target, source, rate)
+
+    def step_recorder(*args, **kwargs):
+        events.append("optimizer.step")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "ema_update", ema_recorder)
+    trainer.optimizer.step = step_recorder
+    recipe, cfg = trainer.recipe, trainer.config
+    mus = [recipe.target_ema(recipe.num_scales(k, cfg.steps)) for k in range(2)]
+    assert mus == [pytest.approx(0.81), pytest.approx(0.9587, abs=1e-4)] and cfg.sample_ema == 0.995  # all distinct
+    for mu in mus:
+        events.clear()
+        trainer.train_step()
+        assert events == ["optimizer.step", ("target", mu), ("ema", cfg.sample_ema)]
+
+
+def _weights(trainer):
+    return {name: [p.detach().clone() for p in getattr(trainer, name).parameters()] for name in ("online", "target", "ema")}
+
+
+def _changed(before, after):
+    return {name: any(not torch.equal(a, b) for a, b in zip(before[name], after[name])) for name in before}
+
+
+def test_an_fp16_step_skipped_by_the_grad_scaler_updates_neither_ema(tmp_path):
+    trainer = _trainer(tmp_path, precision="fp16")
+    before, scale = _weights(trainer), trainer.scaler.get_scale()
+    trainer.train_step()  # a normal step moves all three (and makes target, ema ≠ online)
+    assert _changed(before, _weights(trainer)) == {"online": True, "target": True, "ema": True}
+    assert trainer.scaler.get_scale() == scale
+    hooks = [p.register_hook(lambda g: torch.full_like(g, float("inf"))) for p in trainer.online.parameters()]
+    before = _weights(trainer)
+    metrics = trainer.train_step()  # the loss is finite, the gradients are not: GradScaler skips the step
+    for hook in hooks:
+        hook.remove()
+    assert math.isfinite(metrics["loss"])
+    assert trainer.scaler.get_scale() == scale / 2
+    assert _changed(before, _weights(trainer)) == {"online": False, "target": False, "ema": False}
