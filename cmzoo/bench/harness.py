@@ -79,6 +79,17 @@ def run_bench(config: BenchConfig | None = None, console: Console | None = None,
         stability = plot_stability(bench, metrics)
         if stability:
             result.files.append(stability)
+    if "convergence" in figures:
+        from cmzoo.bench.convergence import convergence_records, plot_convergence
+        from cmzoo.metrics.inception import load_inception
+
+        load_inception()
+        for spec in specs:
+            for record in convergence_records(bench, spec):
+                add([record])
+        curve = plot_convergence(result.records, out / "convergence.png")
+        if curve:
+            result.files.append(curve)
     result.files = write_results(result, out)
     print_summary(result, console)
     return result

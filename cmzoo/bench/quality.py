@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -16,6 +17,9 @@ from cmzoo.bench.measure import time_call
 from cmzoo.bench.report import Record
 from cmzoo.metrics.plots import plot_training_stability
 from cmzoo.train.config import TrainConfig, make_config
+
+if TYPE_CHECKING:
+    from cmzoo.metrics.evaluate import EvalResult
 
 
 def quality_train_config(bench: Bench, spec: BackboneSpec, steps: int) -> TrainConfig:
@@ -51,13 +55,17 @@ def quality_record(bench: Bench, spec: BackboneSpec) -> tuple[Record, Path]:
     train_seconds = time.perf_counter() - start
     result = evaluate_run(run_dir, cfg.data or "shapes", n=cfg.n_eval, n_reference=cfg.n_reference,
                           device=bench.device)
-    scores = {k: v for k, v in asdict(result).items() if k not in ("fid", "reference_name", "kid_subset_size")}
     record = bench.record(
         spec, "quality", cfg.quality_size, result.fid, "FID", batch_size=cfg.quality_batch_size,
-        notes={**scores, "steps": steps, "train_seconds": round(train_seconds, 1), "data": result.reference_name,
+        notes={**score_notes(result), "steps": steps, "train_seconds": round(train_seconds, 1), "data": result.reference_name,
                "recipe": config.resolved()[0].recipe, "run": str(run_dir)},
     )
     return record, Path(run_dir) / "metrics.jsonl"
+
+
+def score_notes(result: "EvalResult") -> dict[str, object]:
+    """The numbers of an evaluation beside its FID (the record's value), for a record's notes."""
+    return {k: v for k, v in asdict(result).items() if k not in ("fid", "reference_name", "kid_subset_size")}
 
 
 def plot_stability(bench: Bench, metrics: dict[str, Path]) -> Path | None:

@@ -134,6 +134,8 @@ SUMMARY_COLUMNS: list[tuple[str, str, str, int]] = [  # (figure, header, record 
     ("quality", "precision", "notes.precision", 3),
     ("quality", "recall", "notes.recall", 3),
     ("quality", "steps", "notes.steps", 6),
+    ("convergence", "FID vs minutes", "value", 4),
+    ("convergence", "precision vs minutes", "notes.precision", 3),
 ]
 
 

@@ -1,0 +1,75 @@
+"""The convergence protocol: one run per backbone on the quality protocol's data, recipe and batch,
+scored at several points of wall-clock training time (FID, sFID, precision, recall of one-step
+samples), with a two-step FID at the end, so a short budget can be told apart from a bug."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Iterator
+
+from cmzoo.backbone import BackboneSpec
+from cmzoo.bench.efficiency import Bench
+from cmzoo.bench.quality import quality_train_config, score_notes, steps_for_seconds
+from cmzoo.bench.report import Record
+from cmzoo.metrics.plots import pyplot
+
+
+def convergence_records(bench: Bench, spec: BackboneSpec) -> Iterator[Record]:
+    """Train `spec` for max(minutes) of wall clock (K from timed steps), stopping at each point to score;
+    each point's records are yielded as soon as they are measured."""
+    from cmzoo.metrics.evaluate import evaluate_run
+    from cmzoo.train.trainer import train
+
+    cfg = bench.config
+    minutes = sorted(cfg.minutes)
+    steps_per_minute = steps_for_seconds(bench, spec, 60.0)
+    total = max(1, round(minutes[-1] * steps_per_minute))
+    config = quality_train_config(bench, spec, total).model_copy(
+        update={"out": str(Path(cfg.out) / "convergence" / spec.name)})
+    seconds = 0.0
+    for i, m in enumerate(minutes):
+        stop = max(1, min(total, round(m * steps_per_minute)))
+        start = time.perf_counter()
+        run_dir = train(config.model_copy(update={"stop_at": stop}), resume=i > 0, console=bench.console)
+        seconds += time.perf_counter() - start
+        scored = [(1, f"{m:g} min")] + ([(2, f"{m:g} min, 2-step")] if m == minutes[-1] else [])
+        for steps, label in scored:
+            result = evaluate_run(run_dir, cfg.data or "shapes", n=cfg.n_eval, n_reference=cfg.n_reference,
+                                  steps=steps, device=bench.device)
+            yield bench.record(
+                spec, "convergence", label, result.fid, "FID", batch_size=cfg.quality_batch_size,
+                notes={**score_notes(result), "minutes": m, "sampling_steps": steps, "step": stop, "steps": total,
+                       "train_seconds": round(seconds, 1), "data": result.reference_name,
+                       "recipe": config.resolved()[0].recipe, "grid": str(_grid(Path(run_dir), stop))},
+            )
+
+
+def _grid(run_dir: Path, step: int) -> Path:
+    """The training-size sample grid the trainer wrote at `step`."""
+    grids = sorted((run_dir / "samples").glob(f"step_{step:08d}*.png"))
+    return grids[0] if grids else run_dir / "samples"
+
+
+def plot_convergence(records: list[Record], path: Path) -> Path | None:
+    """FID vs training minutes, one line per backbone (one-step), the two-step FID as a marker."""
+    rows = [r for r in records if r.figure == "convergence" and r.value is not None]
+    if not rows:
+        return None
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for backbone in dict.fromkeys(r.backbone for r in rows):
+        one = [r for r in rows if r.backbone == backbone and r.notes["sampling_steps"] == 1]
+        two = [r for r in rows if r.backbone == backbone and r.notes["sampling_steps"] == 2]
+        line, = ax.plot([r.notes["minutes"] for r in one], [r.value for r in one], "o-", label=f"{backbone}, 1 step")
+        if two:
+            ax.plot([r.notes["minutes"] for r in two], [r.value for r in two], "s", color=line.get_color(),
+                    markerfacecolor="none", markersize=9, label=f"{backbone}, 2 steps")
+    n = rows[0].notes
+    ax.set(xlabel="training wall-clock minutes", ylabel=f"FID ({n['n_samples']} samples vs {n['n_reference']})",
+           xscale="log", title=f"convergence on {n['data']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
