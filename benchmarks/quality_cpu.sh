@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 5 / DESIGN §6: FID, sFID, precision and recall of a short CPU run of func and of DiT on the
+# Issue 5: FID, sFID, precision and recall of a short CPU run of func and of DiT on the
 # CelebA-64 subset, the same budget for both (tiny presets, ct-short, 64 px, batch 32, STEPS steps),
 # 1,000 one-step samples each against the first NREF reference images. Results → benchmarks/results/.
 set -euo pipefail

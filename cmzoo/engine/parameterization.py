@@ -1,4 +1,4 @@
-"""Preconditioning of the consistency function (CM paper eq. 5 / App. C; DESIGN §3).
+"""Preconditioning of the consistency function (CM paper eq. 5 / App. C).
 
 f_θ(x, σ) = c_skip(σ)·x + c_out(σ)·F_θ(c_in(σ)·x, c_noise(σ)), with c_skip(σ_min) = 1 and
 c_out(σ_min) = 0 so that the boundary condition f_θ(x, σ_min) = x holds exactly.

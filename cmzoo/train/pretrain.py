@@ -1,4 +1,4 @@
-"""Reconstruction pre-training (paper §3.4, eq. 10; DESIGN §5): learn clean image → its image function.
+"""Reconstruction pre-training (paper §3.4, eq. 10): learn clean image → its image function.
 
 σ = 0 and the feature extraction is skipped: the backbone's ``reconstruct(x_in)`` turns the clean
 image into functions, and the loss is the MSE of their render against the image. Works with any

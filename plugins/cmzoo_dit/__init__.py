@@ -1,4 +1,4 @@
-"""The `dit` backbone plugin (DESIGN §4): DiT with adaLN-Zero, conditioned on c_noise (+ labels)."""
+"""The `dit` backbone plugin: DiT with adaLN-Zero, conditioned on c_noise (+ labels)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A batch of image functions: generated INR weights + the fixed render rule of DESIGN §5.
+"""A batch of image functions: generated INR weights + a fixed render rule.
 
 An image function maps a 2-D coordinate c = (y, x) ∈ [-1, 1]² to a colour (paper eq. 6, 8–9): Fourier
 features of c, then an MLP whose weights come from the generator, ReLU between layers and no output
@@ -33,7 +33,7 @@ CHUNK_ELEMENTS = 1 << 24
 def pixel_centres(
     height: int, width: int, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """Pixel centres of an H×W image in [-1, 1], row-major, as (y, x): (H·W, 2) (DESIGN §5)."""
+    """Pixel centres of an H×W image in [-1, 1], row-major, as (y, x): (H·W, 2)."""
     y = -1 + (2 * torch.arange(height, device=device, dtype=torch.float64) + 1) / height
     x = -1 + (2 * torch.arange(width, device=device, dtype=torch.float64) + 1) / width
     return torch.stack(torch.meshgrid(y, x, indexing="ij"), dim=-1).reshape(-1, 2).to(dtype)
@@ -54,7 +54,7 @@ def fourier_features(coords: torch.Tensor, n_freqs: int, max_freq: float) -> tor
 def variational_coordinates(
     coords: torch.Tensor, height: int, width: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Coordinates jittered by N(0, (0.3/size)²) per axis, clipped to ±0.5/size, i.e. ±0.25 px (DESIGN §5)."""
+    """Coordinates jittered by N(0, (0.3/size)²) per axis, clipped to ±0.5/size, i.e. ±0.25 px."""
     size = torch.tensor([height, width], device=coords.device, dtype=coords.dtype)
     noise = torch.randn(coords.shape, generator=generator, device=coords.device, dtype=coords.dtype)
     return coords + (0.3 * noise).clamp(-0.5, 0.5) / size

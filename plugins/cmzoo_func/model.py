@@ -1,4 +1,4 @@
-"""The image-function generator (paper §3.3, Fig. 4–5; DESIGN §5): noisy image → INR weights → render.
+"""The image-function generator (paper §3.3, Fig. 4–5): noisy image → INR weights → render.
 
 Three modules, as the paper:
 
@@ -70,7 +70,7 @@ class DecoderBlock(nn.Module):
 
 
 class GroupedWeights(nn.Module):
-    """INR weights from weight tokens by grouping (Chen & Wang 2022; DESIGN §5).
+    """INR weights from weight tokens by grouping (Chen & Wang 2022).
 
     Layer t has a learnable base W_t of shape (d_in+1, d_out) whose last row is the bias, and
     g_t = min(n_groups, d_out) tokens. Each token → LayerNorm → Linear → d_in values; column j of the

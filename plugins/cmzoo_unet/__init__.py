@@ -1,4 +1,4 @@
-"""The `unet` backbone plugin (DESIGN §4): the ADM / consistency-models U-Net, conditioned on c_noise (+ labels)."""
+"""The `unet` backbone plugin: the ADM / consistency-models U-Net, conditioned on c_noise (+ labels)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `uvit` backbone plugin (DESIGN §4): U-ViT, noise level and label as tokens, long skips."""
+"""The `uvit` backbone plugin: U-ViT, noise level and label as tokens, long skips."""
 
 from __future__ import annotations
 
