@@ -1,5 +1,5 @@
-"""The procedural `shapes` data set: anti-aliased discs, squares, triangles and rings in colours on
-coloured backgrounds. Each image is an analytic function of continuous coordinates in [-1, 1]², so it
+"""The procedural `shapes` data set: one anti-aliased disc, square, triangle or ring in a colour on a
+coloured background per image. Each image is an analytic function of continuous coordinates in [-1, 1]², so it
 renders exactly at any size (pixel centres, as the func backbone), and index i is always the same image.
 
 Anti-aliasing: a pixel's coverage of a shape is clamp(½ − sd/px, 0, 1), from the shape's signed
@@ -27,21 +27,18 @@ class Shape:
 
 
 def shape_scene(index: int, seed: int = 0) -> tuple[tuple[float, float, float], list[Shape]]:
-    """The background colour and shapes of image `index`, drawn from an RNG keyed by (seed, index)."""
+    """The background colour and the one large shape of image `index`, drawn from an RNG keyed by
+    (seed, index). One shape of a half to a third of the image keeps the set learnable in minutes."""
     rng = np.random.default_rng([seed, index])
     background = tuple(rng.uniform(-1, 1, 3).tolist())
-    shapes = []
-    for _ in range(rng.integers(1, 4)):
-        shapes.append(
-            Shape(
-                kind=KINDS[rng.integers(len(KINDS))],
-                centre=tuple(rng.uniform(-0.6, 0.6, 2).tolist()),
-                size=float(rng.uniform(0.2, 0.5)),
-                angle=float(rng.uniform(0, 2 * math.pi)),
-                colour=tuple(rng.uniform(-1, 1, 3).tolist()),
-            )
-        )
-    return background, shapes
+    shape = Shape(
+        kind=KINDS[rng.integers(len(KINDS))],
+        centre=tuple(rng.uniform(-0.4, 0.4, 2).tolist()),
+        size=float(rng.uniform(0.35, 0.6)),
+        angle=float(rng.uniform(0, 2 * math.pi)),
+        colour=tuple(rng.uniform(-1, 1, 3).tolist()),
+    )
+    return background, [shape]
 
 
 def pixel_grid(height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:

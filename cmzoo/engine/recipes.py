@@ -48,6 +48,7 @@ class Recipe:
     lr: float
     batch_size: int
     sample_ema: float
+    optimizer: Literal["radam", "adam"] = "radam"
     p_mean: float = -1.1
     p_std: float = 2.0
     sigma_min: float = SIGMA_MIN
@@ -112,13 +113,15 @@ class Recipe:
         """μ for the step that drew `pairs`."""
         return self.target_ema(int(pairs.schedule["num_scales"])) if "num_scales" in pairs.schedule else 0.0
 
-    def summary(self) -> str:
+    def summary(self, distance: str | None = None) -> str:
+        """One line for the start of a run; `distance` is the run's, when it overrides the recipe's."""
+        distance = distance or self.distance
         if self.curriculum == "ect":
             return (f"recipe {self.name}: denoiser (EDM loss) for {self.denoise_fraction:.0%} of the steps, then "
-                    f"{self.stages} stages of Δt/t halving, μ = 0, {self.distance}, 1/Δt weights ({self.description})")
+                    f"{self.stages} stages of Δt/t halving, μ = 0, {distance}, 1/Δt weights ({self.description})")
         n0, n1 = self.num_scales(0, 1), self.num_scales(1, 1)
         mu = "μ = 0" if self.mu0 is None else f"μ {self.target_ema(n0):.4g} → {self.target_ema(n1):.5g}"
-        return f"recipe {self.name}: N {n0} → {n1}, {mu}, {self.distance}, {self.index_sampling} σ-index ({self.description})"
+        return f"recipe {self.name}: N {n0} → {n1}, {mu}, {distance}, {self.index_sampling} σ-index ({self.description})"
 
 
 RECIPES: dict[str, Recipe] = {
@@ -140,7 +143,7 @@ RECIPES: dict[str, Recipe] = {
     "ect": Recipe(
         name="ect", description="easy consistency tuning (Geng et al. 2024)",
         curriculum="ect", s0=0, s1=0, mu0=None, index_sampling="lognormal", weighting="ict",
-        distance="pseudo_huber", lr=1e-3, batch_size=32, sample_ema=0.995,
+        distance="pseudo_huber", lr=1e-3, batch_size=32, sample_ema=0.995, optimizer="adam",
         denoise_fraction=0.4, stages=4,
     ),
 }

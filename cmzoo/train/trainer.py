@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from cmzoo.backbone import require
 from cmzoo.data import ImageDataset, batch_indices, load_dataset
 from cmzoo.engine.distances import l2, make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
@@ -25,8 +26,9 @@ from cmzoo.metrics.denoising import denoising_distances
 from cmzoo.metrics.plots import plot_denoising_distances
 from cmzoo.plugins import build_backbone, get_backbone
 from cmzoo.train import checkpoint, distributed
-from cmzoo.train.config import TrainConfig, make_config
+from cmzoo.train.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
 from cmzoo.train.grids import save_sample_grids
+from cmzoo.train.pretrain import pretrain_steps
 from cmzoo.train.progress import progress_bar
 
 
@@ -35,6 +37,9 @@ class TrainingInterrupted(TrainingError):
 
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# RAdam (the paper's) damps its first ~2/(1 − β₂) steps by variance rectification, which is most of a
+# short CPU run; Adam takes full steps from the start.
+OPTIMIZERS = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
 
 
 class Trainer:
@@ -62,13 +67,19 @@ class Trainer:
         self.online = ConsistencyFunction(net).to(self.device)
         if cfg.init_from:
             checkpoint.load_run_weights(self.online.net, Path(cfg.init_from))
+        if cfg.pretrain_steps is None:  # the CPU default pre-trains a function backbone from scratch
+            auto = cfg.preset == "tiny" and self.spec.capabilities.pretrain and not cfg.init_from
+            steps = min(DEFAULT_PRETRAIN_STEPS, 2 * cfg.steps) if auto else 0  # a smoke run stays short
+            self.config = cfg = cfg.model_copy(update={"pretrain_steps": steps})
+        if cfg.pretrain_steps:
+            require("pretrain", self.spec, "pretrain_steps > 0 (reconstruction pre-training)")
         self.target = frozen_copy(self.online)
         self.ema = frozen_copy(self.online).eval()  # the target stays in train mode: same dropout as online
         self.model = distributed.wrap(self.online, self.dist, self.device)  # the forward; state via self.online
         self.target_forward: torch.nn.Module = self.target  # the target's forward; its state stays in self.target
         if self.dist.enabled:  # a different dropout stream per rank, as a larger single-process batch has
             torch.manual_seed(cfg.seed + 1_000_003 * self.dist.rank)
-        self.optimizer = torch.optim.RAdam(self.online.parameters(), lr=cfg.lr)
+        self.optimizer = OPTIMIZERS[cfg.optimizer](self.online.parameters(), lr=cfg.lr)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.distance = make_distance(cfg.distance, tuple(self.data.images.shape[1:]), cfg.lpips_weights)
         if isinstance(self.distance, torch.nn.Module):
@@ -228,16 +239,37 @@ class Trainer:
         world = f" × {self.dist.world_size} processes" if self.dist.enabled else ""
         self.console.print(
             f"cmzoo: {cfg.backbone}/{cfg.preset} ({params / 1e6:.2f}M params) on {self.data.name} "
-            f"at {cfg.resolution} px, {cfg.steps} steps, batch {cfg.batch_size}, lr {cfg.lr}, {self.device}{world}, "
-            f"{cfg.precision}\n       {self.recipe.summary()}"
+            f"at {cfg.resolution} px, {cfg.steps} steps, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, {self.device}{world}, "
+            f"{cfg.precision}\n       {self.recipe.summary(cfg.distance)}"
+            + (f"\n       reconstruction pre-training first: {cfg.pretrain_steps} steps" if cfg.pretrain_steps and not self.step else "")
         )
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            if self.step == 0 and cfg.pretrain_steps:
+                self.pretrain()
             self._loop()
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
         return self.run_dir
+
+    def pretrain(self) -> None:
+        """Reconstruction pre-training of the online network (paper §3.4), then θ⁻ and the EMA copy it."""
+        cfg = self.config
+        images, _ = self.data.batch(torch.arange(len(self.data)))
+        bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}", self.console)
+        with bar as progress:
+            task = progress.add_task("pretrain", total=cfg.pretrain_steps, loss=float("nan"))
+
+            def on_step(step: int, loss: float) -> None:
+                progress.update(task, completed=step, loss=loss)
+                if step % cfg.log_every == 0 or step == cfg.pretrain_steps:
+                    self.log({"pretrain_step": step, "mse": loss, "psnr": 10 * math.log10(4 / loss)})
+
+            pretrain_steps(self.online.net, images, cfg.pretrain_steps, cfg.lr, cfg.batch_size,
+                           torch.Generator().manual_seed(cfg.seed), on_step)
+        ema_update(self.target, self.online, 0.0)
+        ema_update(self.ema, self.online, 0.0)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self._stop_signal = signum

@@ -1,4 +1,4 @@
-"""The `func` backbone plugin (DESIGN §5): a Transformer that predicts an image function (INR weights).
+"""The `func` backbone plugin: a Transformer that predicts an image function (INR weights).
 
 From c_in·x it generates the weights of a small Fourier-feature MLP; F_θ is that function rendered at
 the input's size, and the same function renders at any other size (paper §3.2–3.4, App. D.3).
@@ -39,10 +39,10 @@ class FuncConfig(BackboneConfig):
 
 
 PRESETS = {
-    # Paper App. A.2 / DESIGN §4–5: N = 8, M = 6, dim 768, 12 heads, INR 5 × 256 with 64 groups
+    # Paper App. A.2: N = 8, M = 6, dim 768, 12 heads, INR 5 × 256 with 64 groups
     # (259 weight tokens), 64 frequencies 1…1024: ≈144M parameters at every resolution.
     "paper": {},
-    # DESIGN §10, the tiny func that learned on CPU.
+    # A tiny func that learns within minutes of CPU.
     "tiny": {
         "dim": 128,
         "encoder_depth": 2,
