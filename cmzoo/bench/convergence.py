@@ -52,7 +52,7 @@ def _grid(run_dir: Path, step: int) -> Path:
 
 
 def plot_convergence(records: list[Record], path: Path) -> Path | None:
-    """FID vs training minutes, one line per backbone (one-step), the two-step FID as a marker."""
+    """FID vs measured training minutes, one line per backbone (one-step), the two-step FID as a marker."""
     rows = [r for r in records if r.figure == "convergence" and r.value is not None]
     if not rows:
         return None
@@ -61,9 +61,10 @@ def plot_convergence(records: list[Record], path: Path) -> Path | None:
     for backbone in dict.fromkeys(r.backbone for r in rows):
         one = [r for r in rows if r.backbone == backbone and r.notes["sampling_steps"] == 1]
         two = [r for r in rows if r.backbone == backbone and r.notes["sampling_steps"] == 2]
-        line, = ax.plot([r.notes["minutes"] for r in one], [r.value for r in one], "o-", label=f"{backbone}, 1 step")
+        line, = ax.plot([r.notes["train_seconds"] / 60 for r in one], [r.value for r in one], "o-",
+                        label=f"{backbone}, 1 step")
         if two:
-            ax.plot([r.notes["minutes"] for r in two], [r.value for r in two], "s", color=line.get_color(),
+            ax.plot([r.notes["train_seconds"] / 60 for r in two], [r.value for r in two], "s", color=line.get_color(),
                     markerfacecolor="none", markersize=9, label=f"{backbone}, 2 steps")
     n = rows[0].notes
     ax.set(xlabel="training wall-clock minutes", ylabel=f"FID ({n['n_samples']} samples vs {n['n_reference']})",
