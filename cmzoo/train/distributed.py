@@ -72,6 +72,12 @@ class Dist:
         if self.enabled:
             dist.barrier()
 
+    def broadcast(self, module: nn.Module) -> None:
+        """Give every rank rank 0's parameters and buffers (e.g. after work each rank did alone)."""
+        if self.enabled:
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t.data, src=0)
+
 
 def _collective_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")

@@ -268,6 +268,7 @@ class Trainer:
 
             pretrain_steps(self.online.net, images, cfg.pretrain_steps, cfg.lr, cfg.batch_size,
                            torch.Generator().manual_seed(cfg.seed), on_step)
+        self.dist.broadcast(self.online)  # every rank pre-trained alike; rank 0's weights make sure
         ema_update(self.target, self.online, 0.0)
         ema_update(self.ema, self.online, 0.0)
 
