@@ -107,7 +107,7 @@ class Recipe:
         # r = 0 in the reference means "the target is the clean image"; at σ_min the boundary condition
         # f(x, σ_min) = x gives that target without a special case.
         r = schedules.ect_r(t, stage, self.q, self.ect_k, self.ect_b).clamp(min=self.sigma_min)
-        return SigmaPairs(r, t, 1.0 / (t - r), False, {"stage": stage})
+        return SigmaPairs(r, t, self.weight(r, t), False, {"stage": stage})
 
     def target_ema_at(self, pairs: SigmaPairs) -> float:
         """μ for the step that drew `pairs`."""
