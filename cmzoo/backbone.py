@@ -55,6 +55,13 @@ class ImageFunction(Protocol):
         """Render every function on the pixel-centre grid of an H×W image: (B, C, H, W)."""
         ...
 
+    def render_pixels(
+        self, height: int, width: int, pixels: torch.Tensor, coords_noise: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Colours at some pixel centres of an H×W grid: `pixels` (B, n) row-major indices → (B, C, n)."""
+        ...
+
     def save(self, path: str | Path) -> None:
         """Write the functions to a safetensors file whose metadata names the backbone ("backbone")."""
         ...

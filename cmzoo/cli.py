@@ -68,7 +68,8 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "steps", "batch_size", "lr", "seed", "device", "out")
+PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "render_resolution", "holdout", "sample_every", "steps",
+                   "batch_size", "lr", "seed", "device", "out")
 
 
 # ---- subcommands ---------------------------------------------------------------------------------
@@ -266,7 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset")
     p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
     p.add_argument("--data")
-    p.add_argument("--resolution", type=int)
+    p.add_argument("--resolution", type=int, help="input size (default 32)")
+    p.add_argument("--render-resolution", type=int, metavar="R",
+                   help="supervise the functions at R px (above the input size; the data must have R px)")
+    p.add_argument("--holdout", type=int, metavar="N", help="last N images never trained on; their PSNR is "
+                   "logged every --sample-every steps (default min(256, N/10))")
+    p.add_argument("--sample-every", type=int, help="held-out PSNR every this many steps (default 200)")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-4)")

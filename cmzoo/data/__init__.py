@@ -2,6 +2,6 @@
 
 from cmzoo.data.dataset import ImageDataset, batch_indices
 from cmzoo.data.shapes import render_shapes
-from cmzoo.data.sources import load_dataset, to_uint8
+from cmzoo.data.sources import load_dataset, native_resolution, resize_square, to_uint8
 
-__all__ = ["ImageDataset", "batch_indices", "load_dataset", "render_shapes", "to_uint8"]
+__all__ = ["ImageDataset", "batch_indices", "load_dataset", "native_resolution", "render_shapes", "resize_square", "to_uint8"]

@@ -62,6 +62,10 @@ class TrainConfig(BaseModel):
     # capability; Adam at the run's lr). None: min(DEFAULT_PRETRAIN_STEPS, 2 × steps) for a tiny
     # function backbone trained from scratch, else 0.
     pretrain_steps: int | None = Field(None, ge=0)
+    # `cmzoo pretrain` only: images held out for PSNR (None: min(256, N // 10)), and the size at which
+    # the functions are supervised when it is above `resolution` (None: the input's own size).
+    holdout: int | None = Field(None, ge=0)
+    render_resolution: int | None = Field(None, ge=4)
 
     def resolved(self) -> tuple["TrainConfig", list[str]]:
         """A copy with every `None` filled in from the recipe, and the notices to show the user."""

@@ -18,8 +18,9 @@ from rich.console import Console
 from torch import nn
 
 from cmzoo.backbone import require
-from cmzoo.data import load_dataset
+from cmzoo.data import ImageDataset, load_dataset, native_resolution, resize_square
 from cmzoo.engine.parameterization import c_in
+from cmzoo.errors import ConfigError, DataError
 from cmzoo.plugins import build_backbone, get_backbone
 from cmzoo.train.checkpoint import save_checkpoint
 from cmzoo.train.config import TrainConfig
@@ -36,16 +37,54 @@ def reconstruct(module: nn.Module, x: torch.Tensor):
     return module.reconstruct(c_in(x.new_zeros(())) * x)
 
 
-def reconstruction_loss(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """L_rec = MSE(M_{G_θ(x, σ=0)}({c}), x) (paper eq. 10); variational coordinates in training mode."""
-    rendered = reconstruct(module, x).render(x.shape[-2], x.shape[-1], coords_noise=module.training)
-    return F.mse_loss(rendered, x)
+def reconstruction_loss(module: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """L_rec = MSE(M_{G_θ(x, σ=0)}({c}), x) (paper eq. 10); variational coordinates in training mode.
+
+    With `target`, the same images at a higher resolution R, the function of x is compared with the
+    target at H·W random pixel centres of its R×R grid instead (supervision above the input's size,
+    as local implicit image functions, at the cost of an H×W render).
+    """
+    fn = reconstruct(module, x)
+    if target is None:
+        return F.mse_loss(fn.render(x.shape[-2], x.shape[-1], coords_noise=module.training), x)
+    (batch, channels), (height, width) = target.shape[:2], target.shape[-2:]
+    pixels = random_pixels(batch, height, width, x.shape[-2] * x.shape[-1], device=target.device)
+    colours = fn.render_pixels(height, width, pixels, coords_noise=module.training)
+    return F.mse_loss(colours, target.flatten(2).gather(2, pixels.unsqueeze(1).expand(-1, channels, -1)))
+
+
+def random_pixels(
+    batch: int, height: int, width: int, n: int, generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """n distinct random row-major pixel indices of an H×W grid for each of `batch` images: (B, n)."""
+    return torch.rand(batch, height * width, generator=generator).argsort(dim=1)[:, :n].to(device)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of images in [-1, 1] (peak-to-peak 2): 10·log10(4 / MSE), shape (B,)."""
     mse = (a.float() - b.float()).square().flatten(1).mean(dim=1)
     return 10 * torch.log10(4.0 / mse)
+
+
+@torch.no_grad()
+def held_out_psnr(module: nn.Module, images: torch.Tensor, targets: torch.Tensor | None = None,
+                  batch_size: int = 64) -> dict[str, float]:
+    """Mean PSNR of the clamped reconstructions of `images`: {"psnr": at their size} and, with
+    `targets` (the same images at a higher resolution R), {"psnr_R": the render at R vs the targets}."""
+    was_training = module.training
+    module.eval()
+    device = next(module.parameters()).device
+    scores: dict[str, list[torch.Tensor]] = {}
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i : i + batch_size].to(device)
+        fn = reconstruct(module, x)
+        pairs = [("psnr", x)] + ([(f"psnr_{targets.shape[-1]}", targets[i : i + batch_size].to(device))]
+                                 if targets is not None else [])
+        for key, truth in pairs:
+            scores.setdefault(key, []).append(psnr(fn.render(*truth.shape[-2:]).clamp(-1, 1), truth))
+    module.train(was_training)
+    return {key: torch.cat(v).mean().item() for key, v in scores.items()}
 
 
 def pretrain_steps(
@@ -56,11 +95,13 @@ def pretrain_steps(
     batch_size: int = 32,
     generator: torch.Generator | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    targets: torch.Tensor | None = None,
 ) -> list[float]:
     """Run `steps` Adam steps (paper: lr 1e-4) of reconstruction on `images` (N, C, H, W) in [-1, 1].
 
-    Batches are drawn in epochs (a fresh permutation from `generator` each pass). The module is left
-    in training mode. Returns the loss of every step.
+    `targets` (N, C, R, R), the same images at a higher resolution, supervise the functions at R (see
+    :func:`reconstruction_loss`). Batches are drawn in epochs (a fresh permutation from `generator`
+    each pass). The module is left in training mode. Returns the loss of every step.
     """
     device = next(module.parameters()).device
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
@@ -71,9 +112,10 @@ def pretrain_steps(
     for _ in range(steps):
         if position + batch_size > n:
             order, position = torch.randperm(n, generator=generator), 0
-        batch = images[order[position : position + batch_size]].to(device)
+        index = order[position : position + batch_size]
         position += batch_size
-        loss = reconstruction_loss(module, batch)
+        target = targets[index].to(device) if targets is not None else None
+        loss = reconstruction_loss(module, images[index].to(device), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -86,36 +128,69 @@ def pretrain_steps(
 def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
     """Reconstruction pre-training of `config.backbone` (capability ``pretrain``); returns the run dir.
 
-    The run directory has the layout of a training run (config.json, metrics.jsonl, checkpoints with
-    the weights as ``online``), so ``cmzoo train --init-from DIR`` starts consistency training from it.
+    The last `holdout` images are never trained on; their PSNR is logged every `sample_every` steps
+    and at the end. With `render_resolution` R the data is loaded at R, the network sees it resized to
+    `resolution`, and the functions are supervised at R. The run directory has the layout of a
+    training run (config.json, metrics.jsonl, checkpoints with the weights as ``online``), so
+    ``cmzoo train --init-from DIR`` starts consistency training from it.
     """
     console = console or Console(stderr=True)
     spec = get_backbone(config.backbone)
     require("pretrain", spec, "reconstruction pre-training")
     lr = config.lr or 1e-4  # paper App. A.2: Adam, lr 1e-4
     batch_size = config.batch_size or 32
-    data = load_dataset(config.data, config.resolution, config.shapes_count, config.seed)
+    images, targets, name = pretraining_images(config)
+    holdout = config.holdout if config.holdout is not None else min(256, len(images) // 10)
+    if holdout >= len(images):
+        raise ConfigError(f"holdout {holdout} leaves no training images out of {len(images)}; hold out fewer")
+    train, held = images[: len(images) - holdout], images[len(images) - holdout :]
+    train_targets, held_targets = (None, None) if targets is None else (targets[: len(train)], targets[len(train) :])
     torch.manual_seed(config.seed)
     net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution)
     net.to(resolve_device(config.device))
-    images, _ = data.batch(torch.arange(len(data)))
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    saved = config.model_copy(update={"lr": lr, "batch_size": batch_size})
+    saved = config.model_copy(update={"lr": lr, "batch_size": batch_size, "holdout": holdout})
     (run_dir / "config.json").write_text(saved.model_dump_json(indent=2))
-    console.print(f"cmzoo pretrain: {config.backbone}/{config.preset} on {data.name} at {config.resolution} px, "
-                  f"{config.steps} steps, batch {batch_size}, Adam lr {lr}")
-    bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}", console)
+    above = f", supervised at {config.render_resolution} px" if targets is not None else ""
+    console.print(f"cmzoo pretrain: {config.backbone}/{config.preset} on {name} at {config.resolution} px{above}, "
+                  f"{config.steps} steps, batch {batch_size}, Adam lr {lr}; {len(train)} images, {holdout} held out")
+    bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}  held-out {task.fields[held]}", console)
     with bar as progress, open(run_dir / "metrics.jsonl", "a") as log:
-        task = progress.add_task("pretrain", total=config.steps, loss=float("nan"))
+        task = progress.add_task("pretrain", total=config.steps, loss=float("nan"), held="–")
 
         def on_step(step: int, loss: float) -> None:
+            record = {"step": step, "mse": loss, "psnr": 10 * math.log10(4 / loss)}
+            end = step == config.steps
+            if holdout and (end or (config.sample_every and step % config.sample_every == 0)):
+                scores = held_out_psnr(net, held, held_targets)
+                record.update({f"held_out_{k}": v for k, v in scores.items()})
+                progress.update(task, held="  ".join(f"{k} {v:.2f} dB" for k, v in scores.items()))
             progress.update(task, completed=step, loss=loss)
-            if step % config.log_every == 0 or step == config.steps:
-                log.write(json.dumps({"step": step, "mse": loss, "psnr": 10 * math.log10(4 / loss)}) + "\n")
+            if step % config.log_every == 0 or end or len(record) > 3:
+                log.write(json.dumps(record) + "\n")
 
-        pretrain_steps(net, images, config.steps, lr, batch_size, torch.Generator().manual_seed(config.seed), on_step)
+        pretrain_steps(net, train, config.steps, lr, batch_size, torch.Generator().manual_seed(config.seed), on_step,
+                       train_targets)
     state = {"step": config.steps, "num_classes": None, "online": net.state_dict(), "ema": net.state_dict(),
              "config": saved.model_dump_json()}
     save_checkpoint(run_dir / "checkpoints", config.steps, state, config.keep_checkpoints)
     return run_dir
+
+
+def pretraining_images(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """(inputs at `resolution`, the same images at `render_resolution` or None, the data's name)."""
+    high = config.render_resolution
+    if high is None or high == config.resolution:
+        data = load_dataset(config.data, config.resolution, config.shapes_count, config.seed)
+        return data.batch(torch.arange(len(data)))[0], None, data.name
+    if high < config.resolution:
+        raise ConfigError(f"render_resolution {high} is below the input resolution {config.resolution}; "
+                          f"give a larger size (or none)")
+    if config.data not in (None, "shapes") and (native := native_resolution(config.data)) < high:
+        raise DataError(f"{config.data} holds {native}-px images; render_resolution {high} needs images of at "
+                        f"least {high} px")
+    data = load_dataset(config.data, high, config.shapes_count, config.seed)
+    everything = torch.arange(len(data))
+    inputs = ImageDataset(resize_square(data.images, config.resolution)).batch(everything)[0]
+    return inputs, data.batch(everything)[0], data.name

@@ -167,6 +167,24 @@ class INRImageFunction:
         out = colours[0] if len(colours) == 1 else torch.cat(colours, dim=1)  # (B, H·W, C)
         return out.transpose(1, 2).reshape(len(self), self.channels, height, width)
 
+    def render_pixels(
+        self,
+        height: int,
+        width: int,
+        pixels: torch.Tensor,
+        coords_noise: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Colours at the pixel centres `pixels` (B, n) (row-major indices) of an H×W grid: (B, C, n).
+
+        Supervising a subset of a large grid costs only n queries per function (training above the
+        input's size); `coords_noise` jitters them by the H×W grid's pixel size, as :meth:`render`.
+        """
+        coords = pixel_centres(height, width, self.device, self.feature_dtype)[pixels.to(self.device)]  # (B, n, 2)
+        if coords_noise:
+            coords = variational_coordinates(coords, height, width, generator)
+        return self.query(coords).transpose(1, 2)
+
     # -- persistence --------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> None:

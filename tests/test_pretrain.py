@@ -1,0 +1,80 @@
+"""Reconstruction pre-training: supervision above the input's size, held-out PSNR, its errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cmzoo
+from cmzoo.cli import main
+from cmzoo.train.pretrain import random_pixels, reconstruct, reconstruction_loss
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return cmzoo.create_backbone("func", preset="tiny", resolution=16, dim=32, num_heads=2, patch_size=4)
+
+
+@pytest.fixture
+def npz64(tmp_path):
+    """8 random 64-px RGB images."""
+    path = tmp_path / "faces64.npz"
+    np.savez(path, images=np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8))
+    return str(path)
+
+
+def test_random_pixels_are_distinct_indices_of_the_grid():
+    pixels = random_pixels(5, 6, 7, 20, torch.Generator().manual_seed(0))
+    assert pixels.shape == (5, 20) and pixels.min() >= 0 and pixels.max() < 42
+    assert all(len(set(row.tolist())) == 20 for row in pixels)
+    assert not torch.equal(pixels[0], pixels[1])  # every image has its own subset
+
+
+def test_render_pixels_equals_the_full_render_at_those_pixels(net):
+    fn = reconstruct(net, torch.rand(3, 3, 16, 16) * 2 - 1)
+    pixels = random_pixels(3, 40, 24, 50, torch.Generator().manual_seed(1))
+    full = fn.render(40, 24).flatten(2)  # (B, C, 40·24)
+    torch.testing.assert_close(fn.render_pixels(40, 24, pixels), full.gather(2, pixels[:, None].expand(-1, 3, -1)))
+
+
+def test_above_size_loss_compares_the_function_with_the_target_at_its_own_grid(net):
+    net.eval()  # no coordinate jitter: the loss is exact
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    target = torch.rand(2, 3, 32, 32) * 2 - 1
+    truth_at_32 = F.mse_loss(reconstruct(net, x).render(32, 32), target)
+    # 256 of the 1024 target pixels are sampled; the mean over many draws is the full-grid MSE.
+    draws = torch.stack([reconstruction_loss(net, x, target) for _ in range(200)])
+    assert abs(draws.mean().item() - truth_at_32.item()) < 0.02 * truth_at_32.item()
+    # Targets at the input's size whose sample is every pixel: exactly the plain loss.
+    torch.testing.assert_close(reconstruction_loss(net, x, x), reconstruction_loss(net, x))
+    assert draws.std() > 0  # each draw is its own subset
+
+
+def test_pretrain_logs_held_out_psnr_at_both_sizes(tmp_path, npz64):
+    out = tmp_path / "pre"
+    args = ["pretrain", "--backbone", "func", "--data", npz64, "--render-resolution", "64", "--holdout", "2",
+            "--steps", "4", "--sample-every", "2", "--batch-size", "3", "--out", str(out)]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if "held_out_psnr" in r]
+    assert [r["step"] for r in scored] == [2, 4]
+    assert all(5 < r["held_out_psnr"] < 40 and 5 < r["held_out_psnr_64"] < 40 for r in scored)
+    assert json.loads((out / "config.json").read_text())["render_resolution"] == 64
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--render-resolution", "128"], "holds 64-px images; render_resolution 128 needs images of at least 128 px"),
+        (["--render-resolution", "16"], "render_resolution 16 is below the input resolution 32"),
+        (["--holdout", "8"], "holdout 8 leaves no training images out of 8; hold out fewer"),
+    ],
+)
+def test_pretrain_errors_are_one_line(tmp_path, npz64, capsys, extra, message):
+    args = ["pretrain", "--backbone", "func", "--data", npz64, "--steps", "1", "--out", str(tmp_path / "p"), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
