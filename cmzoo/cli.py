@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import torch
 
 from cmzoo.backbone import require
+from cmzoo.engine.distances import DISTANCES
 from cmzoo.errors import CmzooError, ConfigError
 
 
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--optimizer", choices=("radam", "adam"), help="default: the recipe's (radam for the paper's)")
-    t.add_argument("--distance", help="l2, pseudo_huber or lpips (default: the recipe's)")
+    t.add_argument("--distance", help=f"{', '.join(DISTANCES)} (default: the recipe's)")
     t.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
     t.add_argument("--class-conditional", action="store_true", help="condition on the data set's labels")
     t.add_argument("--seed", type=int)

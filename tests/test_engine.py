@@ -158,3 +158,26 @@ def test_recipes_match_the_papers():
     assert set(RECIPES) >= {"ct", "ict"}
     with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
         get_recipe("nope")
+
+
+def test_a_registered_distance_is_accepted_by_the_config_and_used_by_the_trainer(tmp_path):
+    import re
+    from pathlib import Path
+
+    from cmzoo.engine.distances import DISTANCES
+    from cmzoo.train import Trainer, make_config
+
+    with pytest.raises(ConfigError, match="unknown distance 'l1'; choose one of l2, pseudo_huber, lpips"):
+        make_config(distance="l1")
+    # Run the docs example's registration, then train with it.
+    doc = (Path(__file__).parents[1] / "docs" / "distances.md").read_text()
+    code = re.search(r"```python\n(.*?)\n```", doc, re.S).group(1)
+    registration = code.split("\n\n\ncmzoo.train.train")[0]
+    try:
+        exec(registration, {})
+        config = make_config(backbone="dit", distance="l1", steps=1, batch_size=2, out=str(tmp_path), shapes_count=4,
+                             backbone_overrides={"depth": 1, "dim": 32, "num_heads": 2})
+        x, y = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4) * 0.5
+        assert Trainer(config).distance(x, y).tolist() == [0.5, 0.5]
+    finally:
+        DISTANCES.pop("l1", None)

@@ -14,6 +14,7 @@ import io
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -129,16 +130,56 @@ def load_alexnet_backbone(path: Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"cannot read LPIPS AlexNet weights from {path}: {err}") from None
 
 
+DistanceFactory = Callable[[tuple[int, int, int], "str | Path | None"], Distance]
+
+
+@dataclass(frozen=True)
+class DistanceSpec:
+    """A registered distance: how to build it for images of shape (C, H, W), and one line of help."""
+
+    build: DistanceFactory
+    description: str
+
+
+DISTANCES: dict[str, DistanceSpec] = {}
+
+
+def register_distance(name: str, description: str) -> Callable[[DistanceFactory], DistanceFactory]:
+    """Decorator: register `factory(image_shape, lpips_weights) -> Distance` under `name`."""
+
+    def register(factory: DistanceFactory) -> DistanceFactory:
+        DISTANCES[name] = DistanceSpec(factory, description)
+        return factory
+
+    return register
+
+
+def check_distance(name: str) -> str:
+    """`name` if it is a registered distance, else a ValueError listing them (a config field validator)."""
+    if name not in DISTANCES:
+        raise ValueError(f"unknown distance {name!r}; choose one of {', '.join(DISTANCES)}")
+    return name
+
+
 def make_distance(name: str, image_shape: tuple[int, int, int], lpips_weights: str | Path | None = None) -> Distance:
-    """The distance `name` ('l2', 'pseudo_huber', 'lpips') for images of shape (C, H, W)."""
-    if name == "l2":
-        return l2
-    if name == "pseudo_huber":
-        c = pseudo_huber_c(math.prod(image_shape))
-        return lambda x, y: pseudo_huber(x, y, c)
-    if name == "lpips":
-        return LPIPSDistance(lpips_weights)
-    raise ConfigError(f"unknown distance {name!r}; choose one of {list(DISTANCES)}")
+    """The registered distance `name` for images of shape (C, H, W)."""
+    spec = DISTANCES.get(name)
+    if spec is None:
+        raise ConfigError(f"unknown distance {name!r}; choose one of {', '.join(DISTANCES)}")
+    return spec.build(image_shape, lpips_weights)
 
 
-DISTANCES = ("l2", "pseudo_huber", "lpips")
+@register_distance("l2", "mean squared error")
+def _l2(image_shape: tuple[int, int, int], lpips_weights: str | Path | None) -> Distance:
+    return l2
+
+
+@register_distance("pseudo_huber", "√(‖x − y‖² + c²) − c, c = 0.00054·√(C·H·W) (iCT)")
+def _pseudo_huber(image_shape: tuple[int, int, int], lpips_weights: str | Path | None) -> Distance:
+    c = pseudo_huber_c(math.prod(image_shape))
+    return lambda x, y: pseudo_huber(x, y, c)
+
+
+@register_distance("lpips", "LPIPS AlexNet at 224 px (offline weights)")
+def _lpips(image_shape: tuple[int, int, int], lpips_weights: str | Path | None) -> Distance:
+    return LPIPSDistance(lpips_weights)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from cmzoo.backbone import validation_message
-from cmzoo.engine.distances import lpips_available
+from cmzoo.engine.distances import check_distance, lpips_available
 from cmzoo.engine.recipes import RECIPES, get_recipe
 from cmzoo.errors import ConfigError
 
@@ -30,7 +30,7 @@ class TrainConfig(BaseModel):
     preset: str = "tiny"
     backbone_overrides: dict[str, Any] = Field(default_factory=dict)
     recipe: str | None = None  # None: `ect` for the tiny preset (CPU default), else the paper's `ct`
-    distance: Literal["l2", "pseudo_huber", "lpips"] | None = None  # None: the recipe's
+    distance: Annotated[str, AfterValidator(check_distance)] | None = None  # None: the recipe's
     lpips_weights: str | None = None
     data: str | None = None  # None: the procedural `shapes` set
     shapes_count: int = Field(2048, ge=1)
