@@ -163,3 +163,107 @@ def test_slerp_frames_are_evenly_spaced_on_the_arc():
     angles = torch.atan2(frames[:, 1], frames[:, 0])
     torch.testing.assert_close(angles, torch.linspace(0, torch.pi / 2, 5))
     assert torch.equal(frames[0], z0[0]) and torch.equal(frames[-1], z1[0])
+
+
+# --- the Python API on tiny trained runs -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One-step func and dit runs at 16 px, trained on 4 random images."""
+    import numpy as np
+    from rich.console import Console
+
+    from cmzoo.train import train
+
+    root = tmp_path_factory.mktemp("runs")
+    np.savez(root / "tiny.npz", images=np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    for backbone in ("func", "dit"):
+        train(backbone=backbone, data=str(root / "tiny.npz"), resolution=16, steps=1, batch_size=2, pretrain_steps=0,
+              denoise_every=0, sample_every=0, grid_size=1, out=str(root / backbone), console=Console(quiet=True))
+    yield {b: str(root / b) for b in ("func", "dit")}
+    torch.set_num_threads(threads)
+
+
+def save_png(path, array):
+    from PIL import Image
+
+    Image.fromarray(array).save(path)
+    return str(path)
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A 32 px photo with a 32 px mask (white band = generate), and a 4 px low-resolution image."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    mask = np.zeros((32, 32), dtype=np.uint8)
+    mask[8:20, 4:28] = 255
+    return {
+        "image": save_png(tmp_path / "photo.png", rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)),
+        "mask": save_png(tmp_path / "mask.png", mask),
+        "low": save_png(tmp_path / "low.png", rng.integers(64, 192, (4, 4, 3), dtype=np.uint8)),
+    }
+
+
+def test_inpainting_keeps_the_resized_image_outside_the_mask(runs, images, one_thread):
+    from cmzoo.data.sources import resize_square
+    from cmzoo.editing import read_image, to_unit_range
+    from cmzoo.run import load_run
+
+    out = cmzoo.edit(load_run(runs["func"]), images["image"], "inpaint", images["mask"], steps=3, seed=4)
+    reference = to_unit_range(resize_square(read_image(images["image"]), 16))
+    keep = torch.ones(1, 3, 16, 16, dtype=torch.bool)
+    keep[..., 4:10, 2:14] = False  # the 32 px band, halved
+    assert out.shape == (1, 3, 16, 16)
+    assert torch.equal(out[keep], reference[keep])
+    assert (out[~keep] - reference[~keep]).abs().mean() > 0.1
+
+
+def test_mask_grey_levels_are_thresholded_at_one_half(tmp_path):
+    import numpy as np
+
+    from cmzoo.editing import inpainting_inputs
+
+    grey = np.array([[0, 127, 128, 255]], dtype=np.uint8).repeat(4, 0)
+    photo = save_png(tmp_path / "p.png", np.zeros((4, 4, 3), dtype=np.uint8))
+    _, omega = inpainting_inputs(photo, save_png(tmp_path / "m.png", grey), 4)
+    assert torch.equal(omega[0, 0, 0], torch.tensor([0.0, 0.0, 1.0, 1.0]))
+
+
+def test_superres_output_at_the_training_size_has_the_input_as_patch_means(runs, images, one_thread):
+    from cmzoo.editing import read_image, to_unit_range
+    from cmzoo.run import load_run
+
+    out = cmzoo.edit(load_run(runs["func"]), images["low"], "superres", steps=3)
+    # The result is clamped to [-1, 1] like every sample: patch means are exact where nothing was clamped.
+    exact = torch.nn.functional.max_pool2d((out.abs() >= 1).float(), 4) == 0
+    assert exact.float().mean() > 0.75
+    means, low = patch_means(out, 4), to_unit_range(read_image(images["low"]))
+    torch.testing.assert_close(means[exact], low[exact], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("task", ["inpaint", "superres"])
+def test_func_edits_at_other_sizes(runs, images, task, one_thread):
+    from cmzoo.run import load_run
+
+    image, mask = (images["image"], images["mask"]) if task == "inpaint" else (images["low"], None)
+    for size in ((32, 32), (24, 40)):
+        out = cmzoo.edit(load_run(runs["func"]), image, task, mask, size=size, steps=2)
+        assert out.shape == (1, 3, *size) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("backbone, size", [("func", (32, 32)), ("dit", None)])
+def test_interpolation_ends_at_the_two_seeds_samples(runs, backbone, size, one_thread):
+    from cmzoo.run import generate, load_run
+
+    run = load_run(runs[backbone])
+    frames = cmzoo.interpolate(run, 3, 7, frames=5, size=size)
+    size = size or (16, 16)
+    assert frames.shape == (5, 3, *size)
+    torch.testing.assert_close(frames[:1], generate(run, 1, seed=3, sizes=[size])[0][size])
+    torch.testing.assert_close(frames[-1:], generate(run, 1, seed=7, sizes=[size])[0][size])
+    assert (frames[1:] - frames[:-1]).flatten(1).norm(dim=1).min() > 0
