@@ -17,6 +17,7 @@ from cmzoo.engine.editing import (
     superres_transform,
 )
 from cmzoo.engine.parameterization import SIGMA_MAX, SIGMA_MIN, ConsistencyFunction
+from cmzoo.errors import ConfigError
 
 SIGMAS = [SIGMA_MAX, 10.0, 2.0, 0.5]
 
@@ -165,7 +166,7 @@ def test_slerp_frames_are_evenly_spaced_on_the_arc():
     assert torch.equal(frames[0], z0[0]) and torch.equal(frames[-1], z1[0])
 
 
-# --- the Python API on tiny trained runs -------------------------------------------------------------
+# --- the Python API and the CLI on tiny trained runs -------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +268,69 @@ def test_interpolation_ends_at_the_two_seeds_samples(runs, backbone, size, one_t
     torch.testing.assert_close(frames[:1], generate(run, 1, seed=3, sizes=[size])[0][size])
     torch.testing.assert_close(frames[-1:], generate(run, 1, seed=7, sizes=[size])[0][size])
     assert (frames[1:] - frames[:-1]).flatten(1).norm(dim=1).min() > 0
+
+
+def test_cli_edit_and_interpolate_write_pngs(runs, images, tmp_path, one_thread):
+    from PIL import Image
+
+    from cmzoo.cli import main
+
+    out = tmp_path / "edit.png"
+    assert main(["edit", "--run", runs["func"], "--image", images["image"], "--task", "inpaint", "--mask",
+                 images["mask"], "--steps", "2", "--size", "48x32", "--out", str(out)]) == 0
+    assert Image.open(out).size == (32, 48)
+    assert main(["edit", "--run", runs["dit"], "--image", images["low"], "--task", "superres", "--steps", "80", "2",
+                 "--out", str(out)]) == 0
+    assert Image.open(out).size == (16, 16)
+    strip = tmp_path / "strip.png"
+    assert main(["interpolate", "--run", runs["func"], "--seeds", "1", "2", "--frames", "6", "--size", "32",
+                 "--out", str(strip)]) == 0
+    assert Image.open(strip).size == (6 * 33 + 1, 34)  # six 32 px frames side by side, 1 px padding
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "inpaint", "--image", "{tmp}/nowhere.png", "--mask", "{mask}"], r"image file .*nowhere.png does not exist; give a PNG"),
+        (["--task", "inpaint", "--image", "{broken}", "--mask", "{mask}"], r"cannot read image .*broken.png: .*; give a PNG or JPEG file"),
+        (["--task", "inpaint", "--image", "{image}"], r"inpainting needs a mask \(--mask M.png\): white where to generate"),
+        (["--task", "inpaint", "--image", "{image}", "--mask", "{low}"], r"mask .*low.png is 4×4 px but image .*photo.png is 32×32 px"),
+        (["--task", "inpaint", "--image", "{image}", "--mask", "{tmp}/nomask.png"], r"mask file .*nomask.png does not exist"),
+        (["--image", "{image}", "--task", "superres"], r"input .*photo.png is 32×32 px; give a square image whose side "
+                                                       r"divides the training size 16 \(one of 1, 2, 4, 8\)"),
+        (["--image", "{low}", "--task", "superres", "--mask", "{mask}"], r"--mask is for inpainting"),
+        (["--task", "inpaint", "--image", "{image}", "--mask", "{mask}", "--size", "big"], r"size 'big' is not N or HxW"),
+        (["--task", "inpaint", "--image", "{image}", "--mask", "{mask}", "--steps", "0"], r"--steps must be ≥ 1"),
+        (["--task", "inpaint", "--image", "{image}", "--mask", "{mask}", "--size", "32", "--dit"],
+         r"editing at 32×32 \(trained at 16×16\) needs capability 'function_output', which backbone 'dit' lacks; "
+         r"use a backbone with it: func"),
+        (["interpolate", "--seeds", "1", "2", "--frames", "1"], r"--frames must be at least 2"),
+        (["interpolate", "--seeds", "1", "2", "--size", "32", "--dit"], r"interpolating at 32×32 .* backbone 'dit' lacks"),
+    ],
+)
+def test_bad_edit_input_is_one_line_and_nonzero(runs, images, tmp_path, capsys, args, message):
+    import re
+
+    from cmzoo.cli import main
+
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    fill = {**images, "tmp": str(tmp_path), "broken": str(tmp_path / "broken.png")}
+    command = args[0] if args[0] == "interpolate" else "edit"
+    backbone = "dit" if "--dit" in args else "func"
+    rest = [a.format(**fill) for a in args if a not in ("interpolate", "--dit")]
+    assert main([command, "--run", runs[backbone], *rest, "--out", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("cmzoo: error: "), err
+    assert re.search(message, err), err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_unknown_task_is_refused_by_the_parser(runs, images, capsys):
+    from cmzoo.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["edit", "--run", runs["func"], "--image", images["image"], "--task", "blur", "--out", "o.png"])
+    assert exit_.value.code == 2
+    assert "argument --task: invalid choice: 'blur' (choose from 'inpaint', 'superres')" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="unknown editing task 'blur'; choose one of inpaint, superres"):
+        cmzoo.edit(None, images["image"], "blur", images["mask"])
