@@ -5,17 +5,16 @@ Inpainting: the image is centre-cropped to a square and resized to the training 
 is; the mask has the image's own size, white where pixels are generated and black where the image is
 kept (grey levels are thresholded at 0.5 after the same crop and resize). Super-resolution: the input is
 the low-resolution image itself, square, with a side that divides the training size; the output at the
-training size has exactly its pixels as the means of its patches.
+training size has its pixels as the means of its patches (exactly, up to the final clamp to [-1, 1]).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Sequence, get_args
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from cmzoo.data.sources import resize_square
@@ -34,7 +33,7 @@ from cmzoo.errors import ConfigError, DataError
 from cmzoo.run import Run, require_sizes, sample_batch, sigma_schedule
 
 Task = Literal["inpaint", "superres"]
-TASKS = ("inpaint", "superres")
+TASKS = get_args(Task)
 EDIT_STEPS = 8  # Algorithm 4 needs several steps for the generated part to agree with the kept one
 ImageSource = str | Path | Image.Image
 
