@@ -14,6 +14,18 @@ from cmzoo.plugins import (
 
 __version__ = "0.1.0"
 
+# Loaded on first use: they pull in the run loader, which `import cmzoo` does not need.
+_LAZY = {"edit": "cmzoo.editing", "interpolate": "cmzoo.editing"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cmzoo' has no attribute {name!r}")
+
+
 __all__ = [
     "BackboneConfig",
     "BackboneSpec",
@@ -23,8 +35,10 @@ __all__ = [
     "ConfigError",
     "ImageFunction",
     "create_backbone",
+    "edit",
     "get_backbone",
     "hookimpl",
+    "interpolate",
     "list_backbones",
     "plugin_problems",
     "register_plugin",

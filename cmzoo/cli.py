@@ -1,4 +1,5 @@
-"""`cmzoo train | pretrain | sample | render | eval | bench | backbones`: a thin shell over the Python API.
+"""`cmzoo train | pretrain | sample | render | edit | interpolate | eval | bench | backbones`: a thin shell
+over the Python API.
 
 Every user-facing failure is a CmzooError: printed as one line, exit status 2.
 """
@@ -129,6 +130,31 @@ def cmd_render(args: argparse.Namespace) -> int:
     with torch.no_grad():
         images = functions.render(height, width).clamp(-1, 1)
     print(f"wrote {save_grid(images, Path(args.out))}")
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    from cmzoo.editing import edit
+    from cmzoo.run import load_run
+    from cmzoo.train.grids import save_grid
+
+    size = parse_size(args.size) if args.size else None
+    steps = {"steps": parse_steps(args.steps)} if args.steps else {}
+    run = load_run(args.run, weights=args.weights, device=args.device)
+    image = edit(run, args.image, args.task, args.mask, size, seed=args.seed, **steps)
+    print(f"wrote {save_grid(image, Path(args.out))}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from cmzoo.editing import interpolate
+    from cmzoo.run import load_run
+    from cmzoo.train.grids import save_grid
+
+    size = parse_size(args.size) if args.size else None
+    run = load_run(args.run, weights=args.weights, device=args.device)
+    frames = interpolate(run, *args.seeds, frames=args.frames, size=size)
+    print(f"wrote {save_grid(frames, Path(args.out), nrow=len(frames))}")
     return 0
 
 
@@ -263,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="render.png", metavar="FILE.png")
     r.set_defaults(handler=cmd_render)
 
+    add_edit_parsers(sub)
+
     p = sub.add_parser("pretrain", help="reconstruction pre-training of a function backbone (paper §3.4)")
     p.add_argument("--backbone", default=None)
     p.add_argument("--preset")
@@ -328,6 +356,34 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("backbones", help="list installed backbones, their capabilities and presets")
     b.set_defaults(handler=cmd_backbones)
     return parser
+
+
+def add_edit_parsers(sub: argparse._SubParsersAction) -> None:
+    """`cmzoo edit` (zero-shot inpainting and super-resolution) and `cmzoo interpolate`."""
+    e = sub.add_parser("edit", help="zero-shot inpainting or super-resolution with a trained run")
+    e.add_argument("--run", required=True, metavar="RUN_DIR")
+    e.add_argument("--image", required=True, metavar="X.png", help="inpaint: the image (cropped to a square and "
+                   "resized to the training size); superres: the low-resolution image, its side dividing the training size")
+    e.add_argument("--task", required=True, choices=("inpaint", "superres"))
+    e.add_argument("--mask", metavar="M.png", help="inpaint: the image's size, white = generate, black = keep "
+                   "(grey levels thresholded at 0.5)")
+    e.add_argument("--size", help="function backbones: output size H or HxW (default: the training size)")
+    e.add_argument("--steps", nargs="+", help="a step count (default 8), or decreasing σ values")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--out", default="edit.png", metavar="FILE.png")
+    e.set_defaults(handler=cmd_edit)
+
+    i = sub.add_parser("interpolate", help="one-step samples from noise slerped between two seeds, as a strip")
+    i.add_argument("--run", required=True, metavar="RUN_DIR")
+    i.add_argument("--seeds", required=True, nargs=2, type=int, metavar=("A", "B"), help="the end frames' seeds")
+    i.add_argument("--frames", type=int, default=8, help="frames, both ends included (default 8)")
+    i.add_argument("--size", help="function backbones: frame size H or HxW (default: the training size)")
+    i.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
+    i.add_argument("--device", default="cpu")
+    i.add_argument("--out", default="interpolation.png", metavar="FILE.png")
+    i.set_defaults(handler=cmd_interpolate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -86,9 +86,7 @@ def generate(
     the n image functions they were rendered from (else None)."""
     res = run.resolution
     sizes = list(sizes) if sizes else [(res, res)]
-    any_size = sizes != [(res, res)]
-    if any_size:
-        require("function_output", run.spec, f"sampling at sizes {sizes} (trained at {res}×{res})")
+    require_sizes(run, sizes, f"sampling at sizes {sizes}")
     sigmas = sigma_schedule(steps)
     device = next(run.model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
@@ -100,15 +98,34 @@ def generate(
         b = min(batch_size, n - start)
         noise = torch.randn(b, 3, res, res, generator=generator).to(device)
         y = labels[start : start + b].to(device) if labels is not None else None
-        if run.spec.capabilities.function_output:
-            images, fn = sample_at_sizes(run.model, noise, sizes, sigmas, y, generator)
+        images, fn = sample_batch(run, noise, sigmas, sizes, y, generator)
+        if fn is not None:
             functions.append(fn)
-        else:
-            images = {(res, res): multistep_sample(run.model, noise, sigmas, y, generator)}
         for s in sizes:
             out[s].append(images[s].clamp(-1, 1).cpu())
     merged = type(functions[0]).cat(functions).to("cpu") if functions else None
     return {s: torch.cat(v) for s, v in out.items()}, merged
+
+
+def sample_batch(
+    run: Run,
+    noise: torch.Tensor,
+    sigmas: Sequence[float],
+    sizes: Sequence[Size],
+    labels: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[dict[Size, torch.Tensor], ImageFunction | None]:
+    """Unclamped samples from `noise` at each size; function backbones also return their functions."""
+    if run.spec.capabilities.function_output:
+        return sample_at_sizes(run.model, noise, sizes, sigmas, labels, generator)
+    return {(run.resolution, run.resolution): multistep_sample(run.model, noise, sigmas, labels, generator)}, None
+
+
+def require_sizes(run: Run, sizes: Sequence[Size], doing: str) -> None:
+    """Sizes other than the training size need a function backbone; the error says what `doing` needs."""
+    res = run.resolution
+    if any(tuple(s) != (res, res) for s in sizes):
+        require("function_output", run.spec, f"{doing} (trained at {res}×{res})")
 
 
 def load_image_function(path: str | Path) -> ImageFunction:

@@ -50,25 +50,40 @@ def sample_at_sizes(
 ) -> tuple[dict[Size, torch.Tensor], object]:
     """Samples of a function backbone at every size in `sizes` from ONE function per image.
 
-    Earlier steps run at the training size. The last step's function is rendered at each size and the
-    skip term c_skip·x added: x itself at the input's size (so that size is exactly `multistep_sample`),
-    x bilinearly resized at other sizes after several steps, and nothing at other sizes for a one-step
-    sample from pure noise (c_skip(σ_max) ≈ 4e-5; paper App. D.3). Returns ({(H, W): images}, image
-    functions) where the functions are c_out·F_θ, the samples without their skip term.
+    Earlier steps run at the training size; the last step is `render_at_sizes`, with the skip term of
+    the resized input after several steps and none at other sizes for a one-step sample from pure noise
+    (c_skip(σ_max) ≈ 4e-5; paper App. D.3). At the input's size this is exactly `multistep_sample`.
     """
     _check_decreasing(sigmas)
     x = noise * sigmas[0]
     if len(sigmas) > 1:
         x = renoise(multistep_sample(model, noise, sigmas[:-1], labels, generator, sigma_min), sigmas[-1], generator, sigma_min)
-    sigma = torch.full((x.shape[0],), float(sigmas[-1]), device=x.device, dtype=x.dtype)
-    skip, _, _ = model.scalings(sigma, x.ndim)
-    fn = model.output_function(x, sigma, labels)  # c_out·F_θ: the sample's own function
+    return render_at_sizes(model, x, sigmas[-1], sizes, labels, resized_skip=len(sigmas) > 1)
+
+
+def render_at_sizes(
+    model: ConsistencyFunction,
+    x: torch.Tensor,
+    sigma: float,
+    sizes: Sequence[Size],
+    labels: torch.Tensor | None = None,
+    resized_skip: bool = True,
+) -> tuple[dict[Size, torch.Tensor], object]:
+    """f(x, σ) of a function backbone rendered at every size in `sizes` from ONE function per image.
+
+    The function c_out·F_θ is rendered at each size and the skip term c_skip·x added: x itself at x's
+    size (so that size is exactly f(x, σ)), x bilinearly resized at other sizes when `resized_skip`,
+    else nothing. Returns ({(H, W): images}, image functions) where the functions are c_out·F_θ.
+    """
+    per_image = torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype)
+    skip, _, _ = model.scalings(per_image, x.ndim)
+    fn = model.output_function(x, per_image, labels)  # c_out·F_θ: the sample's own function
     images = {}
     for h, w in sizes:
         rendered = fn.render(h, w)
         if (h, w) == tuple(x.shape[-2:]):
             rendered = rendered + skip * x
-        elif len(sigmas) > 1:
+        elif resized_skip:
             rendered = rendered + skip * F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         images[(h, w)] = rendered
     return images, fn

@@ -16,10 +16,11 @@ if TYPE_CHECKING:
     from cmzoo.train.trainer import Trainer
 
 
-def save_grid(images: torch.Tensor, path: Path) -> Path:
-    """Save images in [-1, 1] (N, C, H, W) as one PNG grid, √N per row."""
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> Path:
+    """Save images in [-1, 1] (N, C, H, W) as one PNG grid, `nrow` (default √N) per row; one image as is."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid = make_grid(images, nrow=max(1, math.isqrt(len(images))), padding=1, value_range=(-1, 1), pad_value=1)
+    nrow = nrow or max(1, math.isqrt(len(images)))
+    grid = make_grid(images, nrow=nrow, padding=1, value_range=(-1, 1), pad_value=1)
     Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy()).save(path)
     return path
 
