@@ -61,11 +61,17 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
 
-def inpainting_inputs(image: ImageSource, mask: ImageSource | None, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+def colour_mode(channels: int) -> str:
+    """The PIL mode that reads an image with `channels` channels (1: greyscale)."""
+    return "L" if channels == 1 else "RGB"
+
+
+def inpainting_inputs(image: ImageSource, mask: ImageSource | None, resolution: int,
+                      mode: str = "RGB") -> tuple[torch.Tensor, torch.Tensor]:
     """(reference, Ω) at the training size from an image and a mask of the image's size (white = generate)."""
     if mask is None:
         raise ConfigError("inpainting needs a mask (--mask M.png): white where to generate, black where to keep the image")
-    pixels, omega = read_image(image), read_image(mask, "mask", mode="L")
+    pixels, omega = read_image(image, mode=mode), read_image(mask, "mask", mode="L")
     if omega.shape[-2:] != pixels.shape[-2:]:
         raise DataError(f"mask {_name(mask)} is {_wxh(omega)} px but image {_name(image)} is {_wxh(pixels)} px; "
                         "give a mask of the image's size")
@@ -73,9 +79,10 @@ def inpainting_inputs(image: ImageSource, mask: ImageSource | None, resolution: 
     return reference, (resize_square(omega, resolution) >= 128).float()
 
 
-def superres_inputs(image: ImageSource, resolution: int) -> tuple[torch.Tensor, torch.Tensor, LinearTransform]:
+def superres_inputs(image: ImageSource, resolution: int,
+                    mode: str = "RGB") -> tuple[torch.Tensor, torch.Tensor, LinearTransform]:
     """(reference, Ω, A) at the training size from a low-resolution image: each pixel becomes a patch."""
-    low = read_image(image)
+    low = read_image(image, mode=mode)
     side = low.shape[-1]
     sides = [d for d in range(1, resolution) if resolution % d == 0]
     if low.shape[-2] != side or side not in sides:
@@ -96,7 +103,7 @@ def edit(
     steps: int | Sequence[float] = EDIT_STEPS,
     seed: int = 0,
 ) -> torch.Tensor:
-    """The edited image (1, 3, H, W) in [-1, 1] at `size` (default: the training size; other sizes need a
+    """The edited image (1, C, H, W) in [-1, 1] at `size` (default: the training size; other sizes need a
     function backbone, and there the kept part is followed, not imposed exactly)."""
     if task not in TASKS:
         raise ConfigError(f"unknown editing task {task!r}; choose one of {', '.join(TASKS)}")
@@ -106,10 +113,10 @@ def edit(
     size = tuple(size) if size else (res, res)
     require_sizes(run, [size], f"editing at {size[0]}×{size[1]}")
     if task == "inpaint":
-        reference, omega = inpainting_inputs(image, mask, res)
+        reference, omega = inpainting_inputs(image, mask, res, colour_mode(run.channels))
         transform = INPAINTING
     else:
-        reference, omega, transform = superres_inputs(image, res)
+        reference, omega, transform = superres_inputs(image, res, colour_mode(run.channels))
     device = next(run.model.parameters()).device
     reference, omega = reference.to(device), omega.to(device)
     sigmas = sigma_schedule(steps)
@@ -124,14 +131,14 @@ def edit(
 
 @torch.no_grad()
 def interpolate(run: Run, seed_a: int, seed_b: int, frames: int = 8, size: Size | None = None) -> torch.Tensor:
-    """One-step samples (frames, 3, H, W) in [-1, 1] from noise slerped from seed_a's to seed_b's; the
+    """One-step samples (frames, C, H, W) in [-1, 1] from noise slerped from seed_a's to seed_b's; the
     end frames are `generate(run, 1, seed=seed_a)` and `generate(run, 1, seed=seed_b)`."""
     if frames < 2:
         raise ConfigError(f"--frames must be at least 2 (the two seeds' samples), got {frames}")
     res = run.resolution
     size = tuple(size) if size else (res, res)
     require_sizes(run, [size], f"interpolating at {size[0]}×{size[1]}")
-    z_a, z_b = (torch.randn(1, 3, res, res, generator=torch.Generator().manual_seed(s)) for s in (seed_a, seed_b))
+    z_a, z_b = (torch.randn(1, run.channels, res, res, generator=torch.Generator().manual_seed(s)) for s in (seed_a, seed_b))
     device = next(run.model.parameters()).device
     noise = slerp_frames(z_a, z_b, frames).to(device)
     images, _ = sample_batch(run, noise, [SIGMA_MAX], [size], _class_zero(run, frames, device))

@@ -31,6 +31,7 @@ class Run:
     spec: BackboneSpec
     step: int
     num_classes: int | None
+    channels: int = 3
 
     @property
     def resolution(self) -> int:
@@ -57,10 +58,12 @@ def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.
     spec = get_backbone(config.backbone)
     net_state = state[weights]
     num_classes = state.get("num_classes")
-    net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution, 3, num_classes)
+    channels = int(state.get("channels", 3))  # checkpoints before channels were stored are RGB
+    net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution, channels,
+                         num_classes)
     checkpoint.load_module_state(net, net_state, path)
     model = ConsistencyFunction(net).to(device).eval().requires_grad_(False)
-    return Run(model, config, spec, int(state["step"]), num_classes)
+    return Run(model, config, spec, int(state["step"]), num_classes, channels)
 
 
 def sigma_schedule(steps: int | Sequence[float]) -> list[float]:
@@ -96,7 +99,7 @@ def generate(
     functions = []
     for start in range(0, n, batch_size):
         b = min(batch_size, n - start)
-        noise = torch.randn(b, 3, res, res, generator=generator).to(device)
+        noise = torch.randn(b, run.channels, res, res, generator=generator).to(device)
         y = labels[start : start + b].to(device) if labels is not None else None
         images, fn = sample_batch(run, noise, sigmas, sizes, y, generator)
         if fn is not None:

@@ -175,3 +175,22 @@ def test_eval_scores_a_run_and_an_image_set(tmp_path, tiny_npz, capsys):
     assert abs(same["fid"]) < 1e-3 and same["precision"] == 1.0 and same["recall"] == 1.0
     assert main(["eval", "--data", tiny_npz]) == 2
     assert "exactly one of --run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backbone", ["dit", "func"])
+def test_a_greyscale_run_trains_samples_and_renders_with_one_channel(tmp_path, backbone):
+    from cmzoo.run import generate, load_run
+
+    data = tmp_path / "grey.npz"
+    np.savez(data, images=np.random.default_rng(0).integers(0, 256, (8, 32, 32), dtype=np.uint8))
+    run = str(tmp_path / "run")
+    args = ["train", "--backbone", backbone, "--data", str(data), "--batch-size", "4", "--steps", "1",
+            "--pretrain-steps", "0", "--out", run]
+    assert main(args) == 0
+    loaded = load_run(run)
+    assert loaded.channels == 1
+    sizes = [(32, 32), (48, 48)] if backbone == "func" else None
+    images, _ = generate(loaded, 2, sizes=sizes)
+    assert {tuple(v.shape) for v in images.values()} == {(2, 1, h, w) for h, w in (sizes or [(32, 32)])}
+    assert main(["sample", "--run", run, "--n", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert Image.open(tmp_path / "s.png").size == (34, 2 * 33 + 1)  # a 1×2 grid of 32-px images

@@ -73,8 +73,11 @@ def npz_dataset(path: Path, resolution: int) -> ImageDataset:
         raise
     except Exception as err:
         raise DataError(f"cannot read {path} as .npz: {err}") from None
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise DataError(f"{path}: 'images' must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
+    if images.ndim == 3:  # greyscale (N, H, W)
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
+        raise DataError(f"{path}: 'images' must be (N, H, W, 3) or greyscale (N, H, W[, 1]) uint8, "
+                        f"got {images.shape} {images.dtype}")
     return ImageDataset(resize_square(torch.from_numpy(images).permute(0, 3, 1, 2), resolution),
                         _labels(labels, len(images), path), name=path.name)
 

@@ -37,7 +37,7 @@ def grid_sizes(trainer: "Trainer") -> list[tuple[int, int]]:
 def save_sample_grids(trainer: "Trainer") -> list[Path]:
     from cmzoo.run import Run, generate
 
-    run = Run(trainer.ema, trainer.config, trainer.spec, trainer.step, trainer.num_classes)
+    run = Run(trainer.ema, trainer.config, trainer.spec, trainer.step, trainer.num_classes, trainer.data.images.shape[1])
     sizes = grid_sizes(trainer)
     images, _ = generate(run, trainer.config.grid_size, steps=1, seed=trainer.config.seed + 1, sizes=sizes)
     out = trainer.run_dir / "samples"

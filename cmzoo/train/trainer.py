@@ -169,6 +169,7 @@ class Trainer:
             "step": self.step,
             "bad_steps": self.bad_steps,
             "num_classes": self.num_classes,
+            "channels": self.data.images.shape[1],
             "online": self.online.net.state_dict(),
             "target": self.target.net.state_dict(),
             "ema": self.ema.net.state_dict(),
