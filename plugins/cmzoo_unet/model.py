@@ -6,14 +6,18 @@ feature sizes, residual up/down-sampling, and skip concatenation between encoder
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from timm.layers import Attention
 from torch import nn
 
+from cmzoo.errors import ConfigError
 from cmzoo.layers import NoiseEmbedder
+
+if TYPE_CHECKING:
+    from cmzoo_unet import UNetConfig
 
 Resample = Literal["up", "down"]
 
@@ -128,72 +132,90 @@ class UNetBlock(nn.Module):
 # ----------------------------------------------------------------------------------------------------
 
 
+def paper_channel_mult(resolution: int) -> tuple[int, ...]:
+    """The paper's channel multipliers: (1, 2, 3, 4) up to 64 px, (1, 1, 2, 3, 4) above (128 px)."""
+    return (1, 2, 3, 4) if resolution <= 64 else (1, 1, 2, 3, 4)
+
+
+def checked_channel_mult(config: UNetConfig, resolution: int) -> tuple[int, ...]:
+    """`config.channel_mult` (None: the paper's rule), checked against `resolution` and the attention heads."""
+    mult = config.channel_mult or paper_channel_mult(resolution)
+    factor = 2 ** (len(mult) - 1)
+    if resolution % factor:
+        raise ConfigError(
+            f"backbone 'unet': resolution {resolution} is not divisible by {factor} (2**(levels-1) for "
+            f"channel_mult {mult}); use a multiple of {factor} or a shorter channel_mult"
+        )
+    attn_widths = {
+        m * config.model_channels for i, m in enumerate(mult) if resolution // 2**i in config.attention_resolutions
+    }
+    attn_widths.add(mult[-1] * config.model_channels)  # the middle block always attends
+    bad = sorted(w for w in attn_widths if w % config.num_head_channels)
+    if bad:
+        raise ConfigError(
+            f"backbone 'unet': num_head_channels {config.num_head_channels} does not divide the attention "
+            f"width(s) {bad}; choose a num_head_channels that divides them"
+        )
+    return mult
+
+
 class UNet(nn.Module):
     """F_θ(x_in, c_noise, labels) → (B, C, H, W); the untrained output is exactly 0 (zero-init convs)."""
 
-    def __init__(
-        self,
-        resolution: int,
-        channels: int,
-        model_channels: int,
-        channel_mult: tuple[int, ...],
-        num_res_blocks: int,
-        attention_resolutions: tuple[int, ...],
-        num_head_channels: int = 64,
-        dropout: float = 0.0,
-        use_scale_shift_norm: bool = False,
-        resblock_updown: bool = True,
-        num_classes: int | None = None,
-        norm_groups: int = 32,
-    ) -> None:
+    def __init__(self, config: UNetConfig, resolution: int, channels: int, num_classes: int | None = None) -> None:
         super().__init__()
-        emb_dim = 4 * model_channels
+        widths = [m * config.model_channels for m in checked_channel_mult(config, resolution)]  # per level
+        emb_dim = 4 * config.model_channels
 
         def res(cin: int, cout: int, resample: Resample | None = None) -> ResBlock:
-            return ResBlock(cin, cout, emb_dim, dropout, use_scale_shift_norm, resample, norm_groups)
+            return ResBlock(
+                cin, cout, emb_dim, config.dropout, config.use_scale_shift_norm, resample, config.norm_groups
+            )
 
         def resampler(ch: int, resample: Resample) -> nn.Module:
-            return res(ch, ch, resample) if resblock_updown else ConvResample(ch, resample)
+            return res(ch, ch, resample) if config.resblock_updown else ConvResample(ch, resample)
 
         def attention(ch: int, size: int) -> AttentionBlock | None:
-            return AttentionBlock(ch, num_head_channels, norm_groups) if size in attention_resolutions else None
+            if size not in config.attention_resolutions:
+                return None
+            return AttentionBlock(ch, config.num_head_channels, config.norm_groups)
 
         # c_noise's sinusoidal features are model_channels wide, the MLP maps them to 4·model_channels.
-        self.noise_embed = NoiseEmbedder(emb_dim, frequency_dim=model_channels)
+        self.noise_embed = NoiseEmbedder(emb_dim, frequency_dim=config.model_channels)
         self.label_embed = nn.Embedding(num_classes, emb_dim) if num_classes else None
 
-        ch = channel_mult[0] * model_channels
+        ch = widths[0]
         self.input_conv = nn.Conv2d(channels, ch, 3, padding=1)
         skip_channels = [ch]  # the width of every encoder output the decoder will concatenate
         size = resolution
         self.encoder = nn.ModuleList()
-        for level, mult in enumerate(channel_mult):
-            for _ in range(num_res_blocks):
-                self.encoder.append(UNetBlock(res(ch, mult * model_channels), attention(mult * model_channels, size)))
-                ch = mult * model_channels
+        for level, width in enumerate(widths):
+            for _ in range(config.num_res_blocks):
+                self.encoder.append(UNetBlock(res(ch, width), attention(width, size)))
+                ch = width
                 skip_channels.append(ch)
-            if level < len(channel_mult) - 1:
+            if level < len(widths) - 1:
                 self.encoder.append(resampler(ch, "down"))
                 skip_channels.append(ch)
                 size //= 2
 
         self.mid_res1 = res(ch, ch)
-        self.mid_attn = AttentionBlock(ch, num_head_channels, norm_groups)
+        self.mid_attn = AttentionBlock(ch, config.num_head_channels, config.norm_groups)
         self.mid_res2 = res(ch, ch)
 
         # One more block per decoder level than per encoder level: the extra skip is the downsampler's
         # output (at the top level, the input conv's).
         self.decoder = nn.ModuleList()
-        for level, mult in reversed(list(enumerate(channel_mult))):
-            for i in range(num_res_blocks + 1):
-                up = resampler(mult * model_channels, "up") if level > 0 and i == num_res_blocks else None
-                block = res(ch + skip_channels.pop(), mult * model_channels)
-                self.decoder.append(UNetBlock(block, attention(mult * model_channels, size), up))
-                ch = mult * model_channels
+        for level, width in reversed(list(enumerate(widths))):
+            for i in range(config.num_res_blocks + 1):
+                up = resampler(width, "up") if level > 0 and i == config.num_res_blocks else None
+                block = res(ch + skip_channels.pop(), width)
+                self.decoder.append(UNetBlock(block, attention(width, size), up))
+                ch = width
             if level > 0:
                 size *= 2
 
-        self.out_norm = group_norm(ch, norm_groups)
+        self.out_norm = group_norm(ch, config.norm_groups)
         self.out_conv = nn.Conv2d(ch, channels, 3, padding=1)
         self.initialize_weights()
 
