@@ -1,14 +1,18 @@
-"""Layers shared by the Transformer backbones (DiT, func, U-ViT): noise/label embeddings, adaLN-Zero.
+"""Layers shared by the Transformer backbones (DiT, func, U-ViT): the opening of DiT and func, noise/label
+embeddings, adaLN-Zero.
 
-Attention and MLP come from ``timm.layers`` (PyTorch SDPA fast path); only what timm lacks is here.
+Attention, MLP and the patch embedding come from ``timm.layers`` (PyTorch SDPA fast path); only what
+timm lacks is here.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
-from timm.layers import Attention, Mlp
+from einops import rearrange
+from timm.layers import Attention, Mlp, PatchEmbed, build_sincos2d_pos_embed
 from torch import nn
 
 
@@ -91,17 +95,6 @@ def init_transformer_weights(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def init_dit_embeddings(x_embedder: nn.Module, t_embedder: NoiseEmbedder, y_embedder: nn.Embedding | None) -> None:
-    """DiT's embedding init: the patch projection like a linear layer, N(0, 0.02) noise/label embeddings."""
-    w = x_embedder.proj.weight
-    nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-    nn.init.zeros_(x_embedder.proj.bias)
-    nn.init.normal_(t_embedder.mlp[0].weight, std=0.02)
-    nn.init.normal_(t_embedder.mlp[2].weight, std=0.02)
-    if y_embedder is not None:
-        nn.init.normal_(y_embedder.weight, std=0.02)
-
-
 def paper_patch_size(resolution: int) -> int:
     """The paper's patch size for every Transformer backbone: 4 at 32 and 64 px, 8 at 128 px."""
     return 4 if resolution <= 64 else 8
@@ -118,3 +111,76 @@ def checked_patch_size(backbone: str, resolution: int, patch_size: int | None) -
             f"use a resolution that is a multiple of {p} or set patch_size"
         )
     return p
+
+
+class PatchConfig(Protocol):
+    """The fields of a backbone's config that :class:`PatchTransformer` reads."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def patch_size(self) -> int | None: ...
+
+
+class PatchTransformer(nn.Module):
+    """Base of the patch-token Transformers (DiT, func): the opening they share, built once.
+
+    It holds the patch embedding `x_embedder`, the 2-D positions `pos_embed`, the noise embedder
+    `t_embedder` and, when class-conditional, the label embedding `y_embedder` (DiT's names, which
+    checkpoints store); subclasses add their blocks and the way out.
+    """
+
+    def __init__(
+        self,
+        backbone: str,
+        config: PatchConfig,
+        resolution: int,
+        channels: int,
+        num_classes: int | None,
+        *,
+        learned_positions: bool,
+    ) -> None:
+        """`backbone` names the backbone in errors."""
+        super().__init__()
+        self.channels = channels
+        self.patch_size = checked_patch_size(backbone, resolution, config.patch_size)
+        self.grid = resolution // self.patch_size
+        self.x_embedder = PatchEmbed(resolution, self.patch_size, channels, config.dim)
+        self.t_embedder = NoiseEmbedder(config.dim)
+        self.y_embedder = nn.Embedding(num_classes, config.dim) if num_classes else None
+        # DiT's 2-D sin-cos positions; learned ones start there.
+        pos = build_sincos2d_pos_embed([self.grid, self.grid], config.dim)[None]
+        if learned_positions:
+            self.pos_embed = nn.Parameter(pos)  # (1, T, D)
+        else:
+            self.register_buffer("pos_embed", pos, persistent=False)
+
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch tokens of images (B, C, H, W) plus their positions: (B, T, D), T = grid²."""
+        return self.x_embedder(x) + self.pos_embed.to(x.dtype)
+
+    def condition(self, c_noise: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Noise embedding (+ label embedding when class-conditional and labels are given): (B, D)."""
+        c = self.t_embedder(c_noise)
+        if self.y_embedder is not None and labels is not None:
+            c = c + self.y_embedder(labels)
+        return c
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-patch pixels (B, T, p·p·C) → images (B, C, H, W)."""
+        p = self.patch_size
+        return rearrange(x, "b (h w) (p q c) -> b c (h p) (w q)", h=self.grid, p=p, q=p, c=self.channels)
+
+    def init_dit_weights(self) -> None:
+        """DiT's initialisation of the whole model: Xavier linear layers, the patch projection like one,
+        N(0, 0.02) noise/label embeddings, then adaLN-Zero so that every block starts as the identity."""
+        init_transformer_weights(self)
+        w = self.x_embedder.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.zeros_(self.x_embedder.proj.bias)
+        nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
+        nn.init.normal_(self.t_embedder.mlp[2].weight, std=0.02)
+        if self.y_embedder is not None:
+            nn.init.normal_(self.y_embedder.weight, std=0.02)
+        init_adaln_zero(self)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
-from cmzoo.layers import checked_patch_size
 from cmzoo_dit.model import DiT
 
 
@@ -25,20 +22,6 @@ PRESETS = {
 }
 
 
-def build(config: DiTConfig, resolution: int, channels: int, num_classes: int | None) -> nn.Module:
-    return DiT(
-        resolution,
-        channels,
-        patch_size=checked_patch_size("dit", resolution, config.patch_size),
-        dim=config.dim,
-        depth=config.depth,
-        num_heads=config.num_heads,
-        mlp_ratio=config.mlp_ratio,
-        dropout=config.dropout,
-        num_classes=num_classes,
-    )
-
-
 @hookimpl
 def cmzoo_register_backbones() -> list[BackboneSpec]:
     return [
@@ -46,7 +29,7 @@ def cmzoo_register_backbones() -> list[BackboneSpec]:
             name="dit",
             config_model=DiTConfig,
             presets=PRESETS,
-            build=build,
+            build=DiT,
             capabilities=Capabilities(class_conditional=True, zero_init_output=True),
             description="DiT: patch tokens + adaLN-Zero Transformer blocks (Peebles & Xie 2023)",
         )

@@ -7,14 +7,12 @@ the input's size, and the same function renders at any other size (paper §3.2�
 from __future__ import annotations
 
 from pydantic import Field, model_validator
-from torch import nn
 
 from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
-from cmzoo.layers import checked_patch_size
 from cmzoo_func.image_function import INRImageFunction
 from cmzoo_func.model import FunctionGenerator
 
-__all__ = ["PRESETS", "FuncConfig", "FunctionGenerator", "INRImageFunction", "build"]
+__all__ = ["PRESETS", "FuncConfig", "FunctionGenerator", "INRImageFunction"]
 
 
 class FuncConfig(BackboneConfig):
@@ -58,26 +56,6 @@ PRESETS = {
 }
 
 
-def build(config: FuncConfig, resolution: int, channels: int, num_classes: int | None) -> nn.Module:
-    return FunctionGenerator(
-        resolution,
-        channels,
-        patch_size=checked_patch_size("func", resolution, config.patch_size),
-        dim=config.dim,
-        encoder_depth=config.encoder_depth,
-        decoder_depth=config.decoder_depth,
-        num_heads=config.num_heads,
-        inr_depth=config.inr_depth,
-        inr_width=config.inr_width,
-        n_groups=config.n_groups,
-        n_freqs=config.n_freqs,
-        max_freq=config.max_freq,
-        mlp_ratio=config.mlp_ratio,
-        dropout=config.dropout,
-        num_classes=num_classes,
-    )
-
-
 @hookimpl
 def cmzoo_register_backbones() -> list[BackboneSpec]:
     return [
@@ -85,7 +63,7 @@ def cmzoo_register_backbones() -> list[BackboneSpec]:
             name="func",
             config_model=FuncConfig,
             presets=PRESETS,
-            build=build,
+            build=FunctionGenerator,
             # Not zero_init_output: the untrained INR has unit-norm columns, so F_θ ≠ 0 (paper's design).
             capabilities=Capabilities(any_resolution=True, class_conditional=True, function_output=True, pretrain=True),
             description="image-function generator: DiT encoder + cross-attention decoder → INR weights (any size)",

@@ -11,20 +11,19 @@ Three modules, as the paper:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
-from timm.layers import Attention, Mlp, PatchEmbed, build_sincos2d_pos_embed
+from timm.layers import Attention, Mlp
 from torch import nn
 
 from cmzoo.errors import BackboneError
-from cmzoo.layers import (
-    AdaLNZeroBlock,
-    NoiseEmbedder,
-    init_adaln_zero,
-    init_dit_embeddings,
-    init_transformer_weights,
-)
+from cmzoo.layers import AdaLNZeroBlock, PatchTransformer
 from cmzoo_func.image_function import INRImageFunction, inr_layer_shapes
+
+if TYPE_CHECKING:
+    from cmzoo_func import FuncConfig
 
 # ---------------------------------------------------------------------------------------------------
 # Blocks of the function-prediction module
@@ -118,62 +117,40 @@ class GroupedWeights(nn.Module):
 # ---------------------------------------------------------------------------------------------------
 
 
-class FunctionGenerator(nn.Module):
+class FunctionGenerator(PatchTransformer):
     """F_θ(x_in, c_noise, labels) = render of G_θ(x_in, c_noise, labels) at the input's size (paper eq. 8)."""
 
-    def __init__(
-        self,
-        resolution: int,
-        channels: int,
-        patch_size: int,
-        dim: int,
-        encoder_depth: int,
-        decoder_depth: int,
-        num_heads: int,
-        inr_depth: int,
-        inr_width: int,
-        n_groups: int,
-        n_freqs: int,
-        max_freq: float,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
-        num_classes: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.resolution = resolution
-        self.channels = channels
-        self.n_freqs = n_freqs
-        self.max_freq = max_freq
-        grid = resolution // patch_size
-
+    def __init__(self, config: FuncConfig, resolution: int, channels: int, num_classes: int | None = None) -> None:
         # -- feature extraction --------------------------------------------------------------------
-        self.x_embedder = PatchEmbed(resolution, patch_size, channels, dim)
-        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid, dim))  # learned, for the training grid only
-        self.t_embedder = NoiseEmbedder(dim)
-        self.y_embedder = nn.Embedding(num_classes, dim) if num_classes else None
-        self.encoder = nn.ModuleList(AdaLNZeroBlock(dim, num_heads, mlp_ratio, dropout) for _ in range(encoder_depth))
+        # Learned positions, for the training grid only.
+        super().__init__("func", config, resolution, channels, num_classes, learned_positions=True)
+        self.resolution = resolution
+        self.n_freqs = config.n_freqs
+        self.max_freq = config.max_freq
+        self.encoder = nn.ModuleList(
+            AdaLNZeroBlock(config.dim, config.num_heads, config.mlp_ratio, config.dropout)
+            for _ in range(config.encoder_depth)
+        )
 
         # -- function prediction -------------------------------------------------------------------
-        self.to_weights = GroupedWeights(dim, inr_layer_shapes(4 * n_freqs, inr_width, inr_depth, channels), n_groups)
-        self.inr_tokens = nn.Parameter(torch.zeros(1, self.to_weights.num_tokens, dim))
-        self.decoder = nn.ModuleList(DecoderBlock(dim, num_heads, mlp_ratio, dropout) for _ in range(decoder_depth))
+        shapes = inr_layer_shapes(4 * config.n_freqs, config.inr_width, config.inr_depth, channels)
+        self.to_weights = GroupedWeights(config.dim, shapes, config.n_groups)
+        self.inr_tokens = nn.Parameter(torch.zeros(1, self.to_weights.num_tokens, config.dim))
+        self.decoder = nn.ModuleList(
+            DecoderBlock(config.dim, config.num_heads, config.mlp_ratio, config.dropout)
+            for _ in range(config.decoder_depth)
+        )
 
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
-        # Xavier linear layers; the patch projection like a linear layer; N(0, 0.02) noise/label
-        # embeddings (DiT). Positions start at 2-D sin-cos values so that the untrained tokens
+        # DiT's initialisation; the positions keep their 2-D sin-cos start so that the untrained tokens
         # already know where they are, then learn. INR tokens are N(0, 1) and bases nn.Linear's
         # default, as Trans-INR. adaLN-Zero makes every encoder block the identity at first, so the
         # data tokens then equal the patch tokens that reconstruction pre-training feeds directly.
-        init_transformer_weights(self)
-        init_dit_embeddings(self.x_embedder, self.t_embedder, self.y_embedder)
-        grid = self.x_embedder.grid_size
-        with torch.no_grad():
-            self.pos_embed.copy_(build_sincos2d_pos_embed(list(grid), self.pos_embed.shape[-1])[None])
+        self.init_dit_weights()
         nn.init.normal_(self.inr_tokens, std=1.0)
         self.to_weights.reset_base()
-        init_adaln_zero(self)
 
     # -- pieces ------------------------------------------------------------------------------------
 
@@ -185,14 +162,7 @@ class FunctionGenerator(nn.Module):
                 f"(learned positions of that grid); got {'×'.join(map(str, x.shape[1:]))}. Feed the "
                 f"training size and render the predicted function at the size you want"
             )
-        return self.x_embedder(x) + self.pos_embed.to(x.dtype)
-
-    def condition(self, c_noise: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """Noise embedding (+ label embedding when class-conditional): (B, D)."""
-        c = self.t_embedder(c_noise)
-        if self.y_embedder is not None and labels is not None:
-            c = c + self.y_embedder(labels)
-        return c
+        return super().patch_tokens(x)
 
     def function_from_tokens(self, data: torch.Tensor, c: torch.Tensor | None) -> INRImageFunction:
         """Function prediction: data tokens (B, T, D) (+ condition (B, D) on the INR tokens) → functions."""
