@@ -1,4 +1,4 @@
-"""Layers shared by the Transformer backbones (DiT, func, U-ViT): the opening of DiT and func, noise/label
+"""Layers shared by the Transformer backbones (DiT, func, U-ViT): their common opening, noise/label
 embeddings, adaLN-Zero.
 
 Attention, MLP and the patch embedding come from ``timm.layers`` (PyTorch SDPA fast path); only what
@@ -11,6 +11,7 @@ import math
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import Attention, Mlp, PatchEmbed, build_sincos2d_pos_embed
 from torch import nn
@@ -124,7 +125,7 @@ class PatchConfig(Protocol):
 
 
 class PatchTransformer(nn.Module):
-    """Base of the patch-token Transformers (DiT, func): the opening they share, built once.
+    """Base of the patch-token Transformers (DiT, U-ViT, func): the opening they share, built once.
 
     It holds the patch embedding `x_embedder`, the 2-D positions `pos_embed`, the noise embedder
     `t_embedder` and, when class-conditional, the label embedding `y_embedder` (DiT's names, which
@@ -140,25 +141,29 @@ class PatchTransformer(nn.Module):
         num_classes: int | None,
         *,
         learned_positions: bool,
+        noise_mlp: bool = True,
+        extra_tokens: int = 0,
     ) -> None:
-        """`backbone` names the backbone in errors."""
+        """`backbone` names the backbone in errors. U-ViT's options: `noise_mlp=False` leaves out
+        `t_embedder` (its noise token is the bare sinusoid), and `extra_tokens` positions precede the patches'."""
         super().__init__()
         self.channels = channels
         self.patch_size = checked_patch_size(backbone, resolution, config.patch_size)
         self.grid = resolution // self.patch_size
+        self.extra_tokens = extra_tokens
         self.x_embedder = PatchEmbed(resolution, self.patch_size, channels, config.dim)
-        self.t_embedder = NoiseEmbedder(config.dim)
+        self.t_embedder = NoiseEmbedder(config.dim) if noise_mlp else None
         self.y_embedder = nn.Embedding(num_classes, config.dim) if num_classes else None
-        # DiT's 2-D sin-cos positions; learned ones start there.
-        pos = build_sincos2d_pos_embed([self.grid, self.grid], config.dim)[None]
+        # The patches' positions start at DiT's 2-D sin-cos values, the extra tokens' at zero.
+        pos = F.pad(build_sincos2d_pos_embed([self.grid, self.grid], config.dim)[None], (0, 0, extra_tokens, 0))
         if learned_positions:
-            self.pos_embed = nn.Parameter(pos)  # (1, T, D)
+            self.pos_embed = nn.Parameter(pos)  # (1, E + T, D)
         else:
             self.register_buffer("pos_embed", pos, persistent=False)
 
     def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Patch tokens of images (B, C, H, W) plus their positions: (B, T, D), T = grid²."""
-        return self.x_embedder(x) + self.pos_embed.to(x.dtype)
+        return self.x_embedder(x) + self.pos_embed[:, self.extra_tokens :].to(x.dtype)
 
     def condition(self, c_noise: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """Noise embedding (+ label embedding when class-conditional and labels are given): (B, D)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -73,6 +75,22 @@ def test_gradients_reach_every_parameter():
     out.square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing
+
+
+def test_loads_weights_saved_under_the_earlier_key_names():
+    # Earlier versions named the patch and label embeddings patch_embed / label_emb.
+    saved = tiny(num_classes=10).state_dict()
+    renamed = {
+        k.replace("x_embedder.", "patch_embed.").replace("y_embedder.", "label_emb."): v for k, v in saved.items()
+    }
+    assert renamed.keys() != saved.keys()
+    torch.manual_seed(1)
+    model = cmzoo.create_backbone("uvit", preset="tiny", resolution=32, num_classes=10)
+    wrapped = torch.nn.ModuleDict({"net": copy.deepcopy(model)})  # as a checkpoint of a wrapper holds it
+    model.load_state_dict(renamed)
+    wrapped.load_state_dict({f"net.{k}": v for k, v in renamed.items()})
+    for loaded in (model, wrapped["net"]):
+        assert all(torch.equal(v, saved[k]) for k, v in loaded.state_dict().items())
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from pydantic import field_validator, model_validator
-from torch import nn
 
 from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
-from cmzoo.layers import checked_patch_size
 from cmzoo_uvit.model import UViT
 
 
@@ -40,22 +38,6 @@ PRESETS = {
 }
 
 
-def build(config: UViTConfig, resolution: int, channels: int, num_classes: int | None) -> nn.Module:
-    return UViT(
-        resolution,
-        channels,
-        patch_size=checked_patch_size("uvit", resolution, config.patch_size),
-        dim=config.dim,
-        depth=config.depth,
-        num_heads=config.num_heads,
-        mlp_ratio=config.mlp_ratio,
-        qkv_bias=config.qkv_bias,
-        final_conv=config.final_conv,
-        long_skips=config.long_skips,
-        num_classes=num_classes,
-    )
-
-
 @hookimpl
 def cmzoo_register_backbones() -> list[BackboneSpec]:
     return [
@@ -63,7 +45,7 @@ def cmzoo_register_backbones() -> list[BackboneSpec]:
             name="uvit",
             config_model=UViTConfig,
             presets=PRESETS,
-            build=build,
+            build=UViT,
             capabilities=Capabilities(class_conditional=True),
             description="U-ViT: noise level and label as tokens, ViT blocks with long skips (Bao et al. 2023)",
         )

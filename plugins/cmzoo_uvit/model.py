@@ -6,12 +6,16 @@ pre-norm ViT runs over them, and long skips connect each in-block to its mirrore
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from einops import rearrange
-from timm.layers import Attention, Mlp, PatchEmbed, trunc_normal_
+from timm.layers import Attention, Mlp, trunc_normal_
 from torch import nn
 
-from cmzoo.layers import timestep_embedding
+from cmzoo.layers import PatchTransformer, timestep_embedding
+
+if TYPE_CHECKING:
+    from cmzoo_uvit import UViTConfig
 
 #################################################################################
 #                                     Block                                     #
@@ -21,13 +25,14 @@ from cmzoo.layers import timestep_embedding
 class UViTBlock(nn.Module):
     """Pre-norm Transformer block; an out-block first fuses its long skip: Linear(concat(x, skip))."""
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, long_skip: bool) -> None:
+    def __init__(self, config: UViTConfig, long_skip: bool) -> None:
         super().__init__()
+        dim = config.dim
         self.skip_linear = nn.Linear(2 * dim, dim) if long_skip else None
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias)
+        self.attn = Attention(dim, num_heads=config.num_heads, qkv_bias=config.qkv_bias)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * config.mlp_ratio))
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         if self.skip_linear is not None:
@@ -41,40 +46,26 @@ class UViTBlock(nn.Module):
 #################################################################################
 
 
-class UViT(nn.Module):
+class UViT(PatchTransformer):
     """F_θ(x_in, c_noise, labels) → (B, C, H, W); extra tokens [label,] noise, then the patches."""
 
-    def __init__(
-        self,
-        resolution: int,
-        channels: int,
-        patch_size: int,
-        dim: int,
-        depth: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = False,
-        final_conv: bool = True,
-        long_skips: bool = True,
-        num_classes: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.channels = channels
-        self.patch_size = patch_size
-        self.grid = resolution // patch_size
-        self.dim = dim
-        self.patch_embed = PatchEmbed(resolution, patch_size, channels, dim)
-        self.label_emb = nn.Embedding(num_classes, dim) if num_classes else None
-        self.extras = 2 if num_classes else 1  # label token (class-conditional) + noise token
-        self.pos_embed = nn.Parameter(torch.zeros(1, self.extras + self.grid**2, dim))
-        n = depth // 2  # depth = n in-blocks + 1 mid block + n out-blocks
-        self.in_blocks = nn.ModuleList(UViTBlock(dim, num_heads, mlp_ratio, qkv_bias, False) for _ in range(n))
-        self.mid_block = UViTBlock(dim, num_heads, mlp_ratio, qkv_bias, False)
-        self.out_blocks = nn.ModuleList(UViTBlock(dim, num_heads, mlp_ratio, qkv_bias, long_skips) for _ in range(n))
-        self.norm = nn.LayerNorm(dim)
-        self.decoder_pred = nn.Linear(dim, patch_size * patch_size * channels)
+    def __init__(self, config: UViTConfig, resolution: int, channels: int, num_classes: int | None = None) -> None:
+        # The label (class-conditional) and the noise level are tokens with positions of their own; the
+        # noise token is sinusoidal features of c_noise, no MLP (as the reference).
+        super().__init__(
+            "uvit", config, resolution, channels, num_classes, learned_positions=True, noise_mlp=False,
+            extra_tokens=2 if num_classes else 1,
+        )
+        self.dim = config.dim
+        n = config.depth // 2  # depth = n in-blocks + 1 mid block + n out-blocks
+        self.in_blocks = nn.ModuleList(UViTBlock(config, False) for _ in range(n))
+        self.mid_block = UViTBlock(config, False)
+        self.out_blocks = nn.ModuleList(UViTBlock(config, config.long_skips) for _ in range(n))
+        self.norm = nn.LayerNorm(config.dim)
+        self.decoder_pred = nn.Linear(config.dim, self.patch_size * self.patch_size * channels)
         # A 3×3 conv after unpatchify smooths the seams between patches (U-ViT §3.1).
-        self.final_layer = nn.Conv2d(channels, channels, 3, padding=1) if final_conv else nn.Identity()
+        self.final_layer = nn.Conv2d(channels, channels, 3, padding=1) if config.final_conv else nn.Identity()
+        self.register_load_state_dict_pre_hook(rename_old_keys)
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
@@ -92,16 +83,13 @@ class UViT(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.patch_embed(x_in)  # (B, T, D), T = grid²
-        # The noise level is a token: sinusoidal features of c_noise, no MLP (as the reference).
-        extra = [timestep_embedding(c_noise, self.dim).to(x.dtype)[:, None]]  # [(B, 1, D)]
-        pos = self.pos_embed
-        if self.label_emb is not None:
-            if labels is None:
-                pos = pos[:, 1:]  # no label given: drop the label token and its position
-            else:
-                extra.insert(0, self.label_emb(labels).to(x.dtype)[:, None])
-        x = torch.cat([*extra, x], dim=1) + pos.to(x.dtype)  # (B, E + T, D)
+        x = self.patch_tokens(x_in)  # (B, T, D), T = grid²
+        extra = [timestep_embedding(c_noise, self.dim)[:, None]]  # [(B, 1, D)]
+        if self.y_embedder is not None and labels is not None:
+            extra.insert(0, self.y_embedder(labels)[:, None])
+        # Without labels the label token and its position are left out.
+        pos = self.pos_embed[:, self.extra_tokens - len(extra) : self.extra_tokens]
+        x = torch.cat([torch.cat(extra, dim=1).to(x.dtype) + pos.to(x.dtype), x], dim=1)  # (B, E + T, D)
 
         skips = []
         for block in self.in_blocks:
@@ -112,7 +100,12 @@ class UViT(nn.Module):
             x = block(x, skips.pop())  # the last in-block feeds the first out-block
 
         x = self.decoder_pred(self.norm(x))[:, len(extra) :]  # (B, T, p·p·C), extra tokens dropped
-        x = rearrange(
-            x, "b (h w) (p q c) -> b c (h p) (w q)", h=self.grid, p=self.patch_size, q=self.patch_size, c=self.channels
-        )
-        return self.final_layer(x)
+        return self.final_layer(self.unpatchify(x))
+
+
+def rename_old_keys(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_: object) -> None:
+    """Load-state-dict pre-hook: U-ViT checkpoints of earlier cmzoo versions name x_embedder `patch_embed` and
+    y_embedder `label_emb`; their weights load under the new names."""
+    for old, new in (("patch_embed.", "x_embedder."), ("label_emb.", "y_embedder.")):
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key.removeprefix(prefix + old)] = state_dict.pop(key)
