@@ -2,19 +2,18 @@
 
 The core has never heard of it: installing this package adds an entry point in the ``cmzoo`` group,
 and ``cmzoo backbones`` / ``cmzoo train --backbone convnext`` find it through the registry. This file
-is the whole plugin interface — a config model, presets, a build function and the hook.
+is the whole plugin interface — a config model, presets and the hook. The model takes the config
+itself (``ConvNeXtDenoiser(config, resolution, channels, num_classes)``), so the class is the build.
 """
 
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-from torch import nn
 
 from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
-from cmzoo.errors import ConfigError
 from cmzoo_convnext.model import ConvNeXtDenoiser
 
-__all__ = ["PRESETS", "ConvNeXtConfig", "ConvNeXtDenoiser", "build", "cmzoo_register_backbones"]
+__all__ = ["PRESETS", "ConvNeXtConfig", "ConvNeXtDenoiser", "cmzoo_register_backbones"]
 
 
 class ConvNeXtConfig(BackboneConfig):
@@ -45,27 +44,6 @@ PRESETS = {
 }
 
 
-def build(config: ConvNeXtConfig, resolution: int, channels: int, num_classes: int | None) -> nn.Module:
-    """The F_θ module for `resolution`-px images with `channels` channels (and `num_classes` labels)."""
-    patch = config.patch_size or (4 if resolution <= 64 else 8)
-    if resolution % patch:
-        raise ConfigError(
-            f"backbone 'convnext': resolution {resolution} is not divisible by patch_size {patch}; "
-            f"use a multiple of {patch} or set patch_size"
-        )
-    return ConvNeXtDenoiser(
-        channels,
-        patch_size=patch,
-        dim=config.dim,
-        depth=config.depth,
-        kernel_size=config.kernel_size,
-        mlp_ratio=config.mlp_ratio,
-        ls_init_value=config.ls_init_value,
-        drop_path=config.drop_path,
-        num_classes=num_classes,
-    )
-
-
 @hookimpl
 def cmzoo_register_backbones() -> list[BackboneSpec]:
     return [
@@ -73,7 +51,7 @@ def cmzoo_register_backbones() -> list[BackboneSpec]:
             name="convnext",
             config_model=ConvNeXtConfig,
             presets=PRESETS,
-            build=build,
+            build=ConvNeXtDenoiser,
             capabilities=Capabilities(class_conditional=True, zero_init_output=True),
             description="isotropic ConvNeXt (timm blocks) with FiLM noise conditioning — an example plugin",
         )

@@ -9,13 +9,18 @@ the condition enters as a per-channel scale and shift of the block's input.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 from timm.models.convnext import ConvNeXtBlock
 from torch import nn
 
-from cmzoo.layers import NoiseEmbedder
+from cmzoo.layers import NoiseEmbedder, checked_patch_size
+
+if TYPE_CHECKING:
+    from cmzoo_convnext import ConvNeXtConfig
 
 # ---- one conditioned block -----------------------------------------------------------------------
 
@@ -23,12 +28,11 @@ from cmzoo.layers import NoiseEmbedder
 class FiLMConvNeXtBlock(nn.Module):
     """timm's ConvNeXt block on x·(1 + scale(c)) + shift(c); scale and shift start at zero."""
 
-    def __init__(self, dim: int, kernel_size: int, mlp_ratio: float, ls_init_value: float | None,
-                 drop_path: float) -> None:
+    def __init__(self, config: ConvNeXtConfig) -> None:
         super().__init__()
-        self.film = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
-        self.block = ConvNeXtBlock(dim, kernel_size=kernel_size, mlp_ratio=mlp_ratio, ls_init_value=ls_init_value,
-                                   drop_path=drop_path)
+        self.film = nn.Sequential(nn.SiLU(), nn.Linear(config.dim, 2 * config.dim))
+        self.block = ConvNeXtBlock(config.dim, kernel_size=config.kernel_size, mlp_ratio=config.mlp_ratio,
+                                   ls_init_value=config.ls_init_value, drop_path=config.drop_path)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         scale, shift = self.film(c)[:, :, None, None].chunk(2, dim=1)  # (B, D, 1, 1) each
@@ -41,27 +45,15 @@ class FiLMConvNeXtBlock(nn.Module):
 class ConvNeXtDenoiser(nn.Module):
     """F_θ(x_in, c_noise, labels) → (B, C, H, W); the untrained output is exactly 0 (zero head)."""
 
-    def __init__(
-        self,
-        channels: int,
-        patch_size: int,
-        dim: int,
-        depth: int,
-        kernel_size: int = 7,
-        mlp_ratio: float = 4.0,
-        ls_init_value: float | None = 1e-6,
-        drop_path: float = 0.0,
-        num_classes: int | None = None,
-    ) -> None:
+    def __init__(self, config: ConvNeXtConfig, resolution: int, channels: int, num_classes: int | None = None) -> None:
         super().__init__()
-        self.patch_size = patch_size
-        self.stem = nn.Sequential(nn.Conv2d(channels, dim, patch_size, stride=patch_size), LayerNorm2d(dim))
-        self.noise_embedder = NoiseEmbedder(dim)  # c_noise → sinusoidal features → MLP, as DiT
-        self.label_embedder = nn.Embedding(num_classes, dim) if num_classes else None
-        self.blocks = nn.ModuleList(
-            FiLMConvNeXtBlock(dim, kernel_size, mlp_ratio, ls_init_value, drop_path) for _ in range(depth)
-        )
-        self.head = nn.Sequential(LayerNorm2d(dim), nn.Conv2d(dim, patch_size * patch_size * channels, 1))
+        # The one place the patch size is derived from the config, and checked against the resolution.
+        self.patch_size = p = checked_patch_size("convnext", resolution, config.patch_size)
+        self.stem = nn.Sequential(nn.Conv2d(channels, config.dim, p, stride=p), LayerNorm2d(config.dim))
+        self.noise_embedder = NoiseEmbedder(config.dim)  # c_noise → sinusoidal features → MLP, as DiT
+        self.label_embedder = nn.Embedding(num_classes, config.dim) if num_classes else None
+        self.blocks = nn.ModuleList(FiLMConvNeXtBlock(config) for _ in range(config.depth))
+        self.head = nn.Sequential(LayerNorm2d(config.dim), nn.Conv2d(config.dim, p * p * channels, 1))
         self.initialize_weights()
 
     def initialize_weights(self) -> None:
