@@ -66,19 +66,23 @@ def npz_images(path: Path) -> torch.Tensor:
         return torch.from_numpy(f["images"]).permute(0, 3, 1, 2).contiguous()
 
 
-def shapes_data(n_train: int, n_test: int) -> tuple[torch.Tensor, dict]:
+def shapes_data(n_train: int, n_test: int, render: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     train = to_float(load_dataset("shapes", INPUT, shapes_count=n_train).images)
+    targets = to_float(load_dataset("shapes", render, shapes_count=n_train).images) if render else None
     index = range(SHAPES_TEST_OFFSET, SHAPES_TEST_OFFSET + n_test)
     x32 = to_float(to_uint8(torch.stack([render_shapes(i, INPUT, INPUT) for i in index])))
     truth = {s: torch.stack([render_shapes(i, s, s) for i in index]) for s in SIZES}
-    return train, {"shapes": {"input": x32, "truth": truth, "source": f"render_shapes(i), i = {index.start}…{index.stop - 1}"}}
+    return train, targets, {"shapes": {"input": x32, "truth": truth, "source": f"render_shapes(i), i = {index.start}…{index.stop - 1}"}}
 
 
-def celeba_data(data_dir: Path, n_train: int, n_test: int) -> tuple[torch.Tensor, dict]:
+def celeba_data(data_dir: Path, n_train: int, n_test: int, render: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     c64 = npz_images(data_dir / "celeba_64.npz")
     if n_train + n_test > len(c64):
         raise SystemExit(f"--train {n_train} + --test {n_test} exceeds the {len(c64)} images of celeba_64.npz")
     train = to_float(resize_square(c64[:n_train], INPUT))
+    if render is not None and render > c64.shape[-1]:
+        raise SystemExit(f"--render-resolution {render}: celeba_64.npz has {c64.shape[-1]}-px training images")
+    targets = to_float(resize_square(c64[:n_train], render)) if render else None
     held = c64[len(c64) - n_test :]
     c128 = npz_images(data_dir / "celeba_128.npz")[CELEBA128_FIRST_UNSEEN:][:n_test]
     tests = {
@@ -93,7 +97,7 @@ def celeba_data(data_dir: Path, n_train: int, n_test: int) -> tuple[torch.Tensor
             "source": f"celeba_128.npz rows {CELEBA128_FIRST_UNSEEN}…{CELEBA128_FIRST_UNSEEN + len(c128) - 1} (ids > 7800)",
         },
     }
-    return train, tests
+    return train, targets, tests
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -259,7 +263,10 @@ def markdown(record: dict) -> str:
         f"frequencies 1…{config['max_freq']:g}, {config['n_groups']} groups; {record['params_trained']:,} parameters "
         "trained (function-prediction module; the encoder is skipped by reconstruction)",
         (f"- training: reconstruction pre-training (paper §3.4, eq. 10), {train['images']} images at 32 px "
-        f"({record['train_source']}), {train['steps']} {train['optimizer']} steps, lr {train['lr']:g}, batch "
+        f"({record['train_source']})"
+        + (f", supervised at {train['render_resolution']} px (32×32 random pixel centres of each image's "
+           f"{train['render_resolution']}-px version per step)" if train.get("render_resolution", INPUT) != INPUT else "")
+        + f", {train['steps']} {train['optimizer']} steps, lr {train['lr']:g}, batch "
         f"{train['batch_size']}, seed {train['seed']}; {train['seconds']:.0f} s "
         f"({train['steps'] / train['seconds']:.2f} steps/s); train loss {train['loss_first20']:.4f} → "
         f"{train['loss_last20']:.4f} (first / last 20 steps, with variational coordinates)"),
@@ -325,6 +332,8 @@ def main(argv: list[str] | None = None) -> None:
                    metavar="KEY=VALUE", help="func config override, repeatable (e.g. --set inr_width=128)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam lr (paper: 1e-4 for 30 epochs; 1e-3 for a short CPU run)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--render-resolution", type=int, metavar="R",
+                   help="supervise the 32-px inputs' functions at R px (random pixel subsets; cmzoo pretrain's option)")
     p.add_argument("--train", type=int, default=4096, help="training images (shapes indices / first CelebA rows)")
     p.add_argument("--test", type=int, default=256, help="test images per test set (celeba128 has at most 282)")
     p.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
@@ -348,8 +357,9 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     info = machine()  # before loading, so the load average is that of the other jobs
     started = time.perf_counter()
-    train, tests = (
-        shapes_data(args.train, args.test) if args.data == "shapes" else celeba_data(args.data_dir, args.train, args.test)
+    train, targets, tests = (
+        shapes_data(args.train, args.test, args.render_resolution) if args.data == "shapes"
+        else celeba_data(args.data_dir, args.train, args.test, args.render_resolution)
     )
     data_s = time.perf_counter() - started
     train_source = (
@@ -369,7 +379,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{params_used:,} params trained, {args.steps} steps, threads {torch.get_num_threads()}", flush=True)
     t0 = time.perf_counter()
     losses = pretrain_steps(net, train, args.steps, lr=args.lr, batch_size=args.batch_size,
-                            generator=torch.Generator().manual_seed(args.seed))
+                            generator=torch.Generator().manual_seed(args.seed), targets=targets)
     train_s = time.perf_counter() - t0
     head, tail = np.mean(losses[:20]), np.mean(losses[-20:])
     every = max(1, args.steps // 10)
@@ -413,7 +423,8 @@ def main(argv: list[str] | None = None) -> None:
         "params_total": params,
         "params_trained": params_used,
         "train_source": train_source,
-        "train": {"images": train.shape[0], "resolution": INPUT, "steps": args.steps, "lr": args.lr,
+        "train": {"images": train.shape[0], "resolution": INPUT, "render_resolution": args.render_resolution or INPUT,
+                  "steps": args.steps, "lr": args.lr,
                   "batch_size": args.batch_size, "optimizer": "Adam", "seed": args.seed,
                   "loss_first20": float(head), "loss_last20": float(tail), "seconds": train_s,
                   "loss_curve": [{"step": k, "mean_loss": v} for k, v in curve]},
