@@ -107,7 +107,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.sizes) if args.sizes else None
     if args.save_functions:
         require("function_output", run.spec, "--save-functions")
-    images, functions = generate(run, args.n, parse_steps(args.steps), args.seed, sizes, batch_size=args.batch_size)
+    images, functions = generate(run, args.n, parse_steps(args.steps), args.seed, sizes,
+                                 batch_size=args.batch_size, progress=True)
     out = Path(args.out)
     for size, batch in images.items():
         path = out if len(images) == 1 else out.with_name(f"{out.stem}_{size[0]}x{size[1]}{out.suffix}")

@@ -186,7 +186,7 @@ def evaluate_run(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = load_run(run_dir, device=device)
     size = size or run.resolution
-    images, _ = generate(run, n, steps, seed, sizes=[(size, size)], batch_size=batch_size)
+    images, _ = generate(run, n, steps, seed, sizes=[(size, size)], batch_size=batch_size, progress=True)
     reference = load_dataset(data, size)
     return evaluate_images(to_uint8(images[(size, size)]), reference.images[:n_reference], batch_size,
                            f"{reference.name}@{size}", inception_weights_for_is, device)

@@ -24,7 +24,7 @@ from cmzoo.plugins import build_backbone, get_backbone
 from cmzoo.train.checkpoint import save_checkpoint
 from cmzoo.train.config import TrainConfig
 from cmzoo.train.distributed import resolve_device
-from cmzoo.train.progress import progress_bar
+from cmzoo.progress import progress_bar
 
 
 def reconstruct(module: nn.Module, x: torch.Tensor):

@@ -29,7 +29,7 @@ from cmzoo.train import checkpoint, distributed
 from cmzoo.train.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
 from cmzoo.train.grids import save_sample_grids
 from cmzoo.train.pretrain import pretrain_steps
-from cmzoo.train.progress import progress_bar
+from cmzoo.progress import progress_bar
 
 
 class TrainingInterrupted(TrainingError):
