@@ -68,7 +68,8 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "steps", "batch_size", "lr", "seed", "device", "out")
+PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "steps", "batch_size", "lr", "seed", "device", "out",
+                   "log")
 
 
 # ---- subcommands ---------------------------------------------------------------------------------
@@ -86,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         pretrain_steps=args.pretrain_steps,
         class_conditional=args.class_conditional or None, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, grad_accum=args.grad_accum,
-        precision=args.precision, compile=args.compile or None, max_bad_steps=args.max_bad_steps,
+        precision=args.precision, compile=args.compile or None, max_bad_steps=args.max_bad_steps, log=args.log,
         backbone_overrides=parse_overrides(args.set) if args.set else None,
     )
     if args.resume:
@@ -238,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")
     t.add_argument("--pretrain-steps", type=int, help="reconstruction pre-training steps run first "
                    "(function backbones; default min(500, 2 × steps) for the tiny preset from scratch, else 0)")
+    t.add_argument("--log", choices=("jsonl", "tensorboard"), help="metrics.jsonl and PNG grids are always written; "
+                   "tensorboard: event files in the run directory as well (pip install tensorboard)")
     t.add_argument("--out", help="run directory")
     t.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
@@ -273,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-4)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
+    p.add_argument("--log", choices=("jsonl", "tensorboard"),
+                   help="metrics.jsonl is always written; tensorboard: event files in the run directory as well")
     p.add_argument("--out")
     p.add_argument("--config", metavar="FILE.toml")
     p.set_defaults(handler=cmd_pretrain)

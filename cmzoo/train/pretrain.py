@@ -7,7 +7,6 @@ backbone of capability ``pretrain``; it uses nothing but ``reconstruct``.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -21,10 +20,11 @@ from cmzoo.backbone import require
 from cmzoo.data import load_dataset
 from cmzoo.engine.parameterization import c_in
 from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.progress import progress_bar
 from cmzoo.train.checkpoint import save_checkpoint
 from cmzoo.train.config import TrainConfig
 from cmzoo.train.distributed import resolve_device
-from cmzoo.progress import progress_bar
+from cmzoo.train.tracking import open_run_log
 
 
 def reconstruct(module: nn.Module, x: torch.Tensor):
@@ -106,13 +106,13 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
     console.print(f"cmzoo pretrain: {config.backbone}/{config.preset} on {data.name} at {config.resolution} px, "
                   f"{config.steps} steps, batch {batch_size}, Adam lr {lr}")
     bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}", console)
-    with bar as progress, open(run_dir / "metrics.jsonl", "a") as log:
+    with bar as progress, open_run_log(run_dir, config.log) as log:
         task = progress.add_task("pretrain", total=config.steps, loss=float("nan"))
 
         def on_step(step: int, loss: float) -> None:
             progress.update(task, completed=step, loss=loss)
             if step % config.log_every == 0 or step == config.steps:
-                log.write(json.dumps({"step": step, "mse": loss, "psnr": 10 * math.log10(4 / loss)}) + "\n")
+                log.scalars({"step": step, "mse": loss, "psnr": 10 * math.log10(4 / loss)})
 
         pretrain_steps(net, images, config.steps, lr, batch_size, torch.Generator().manual_seed(config.seed), on_step)
     state = {"step": config.steps, "num_classes": None, "online": net.state_dict(), "ema": net.state_dict(),
