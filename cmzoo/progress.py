@@ -27,5 +27,8 @@ def progress_bar(label: str, fields: str = "", console: Console | None = None, t
                  disable: bool = False) -> Progress:
     """A bar with step counter, ETA and a `fields` template over the task's fields (e.g. loss).
     `transient` bars disappear when done; `disable` shows nothing."""
+    console = console or stderr_console()
+    # Written to a file or pipe, a transient bar shows nothing but leaves an empty line behind.
+    disable = disable or (transient and not console.is_terminal)
     return Progress(TextColumn(f"[bold]{escape(label)}"), BarColumn(), MofNCompleteColumn(), TextColumn(fields),
-                    TimeRemainingColumn(), console=console or stderr_console(), transient=transient, disable=disable)
+                    TimeRemainingColumn(), console=console, transient=transient, disable=disable)
