@@ -1,4 +1,4 @@
-"""`cmzoo train | pretrain | sample | render | eval | bench | backbones`: a thin shell over the Python API.
+"""`cmzoo train | pretrain | sample | render | eval | bench | report | backbones`: a thin shell over the Python API.
 
 Every user-facing failure is a CmzooError: printed as one line, exit status 2.
 """
@@ -209,6 +209,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from cmzoo.report import write_report
+
+    print(f"wrote {write_report(args.path, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmzoo", description="Consistency models with swappable backbones.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -323,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--out", help="results folder (default runs/bench)")
     n.add_argument("--config", metavar="FILE.toml", help="BenchConfig fields; flags override them")
     n.set_defaults(handler=cmd_bench)
+
+    o = sub.add_parser("report", help="one self-contained report.html for a run directory or a bench results folder")
+    o.add_argument("path", metavar="RUN_DIR_OR_BENCH_FOLDER")
+    o.add_argument("--out", metavar="FILE.html", help="default: PATH/report.html")
+    o.set_defaults(handler=cmd_report)
 
     b = sub.add_parser("backbones", help="list installed backbones, their capabilities and presets")
     b.set_defaults(handler=cmd_backbones)

@@ -30,7 +30,8 @@ from cmzoo.train.distributed import resolve_device
 def run_bench(config: BenchConfig | None = None, console: Console | None = None, command: str | None = None,
               **overrides: Any) -> BenchResult:
     """Measure `config.only` for `config.backbones` (overrides are BenchConfig fields); the tables
-    (markdown, CSV, JSON) are rewritten in `config.out` after every measurement, the PNGs at the end."""
+    (markdown, CSV, JSON) are rewritten in `config.out` after every measurement, the PNGs and
+    report.html at the end."""
     cfg = make_bench_config(**{**(config.model_dump() if config else {}), **overrides})
     console = console or stderr_console()
     specs = [get_backbone(name) for name in cfg.backbones]
@@ -110,6 +111,9 @@ def run_bench(config: BenchConfig | None = None, console: Console | None = None,
         curve = plot_convergence(result.records, out / "convergence.png")
         if curve:
             result.files.append(curve)
+    from cmzoo.report import write_report  # not at the top: cmzoo.report imports cmzoo.bench
+
     result.files = write_results(result, out)
+    result.files.append(write_report(out))
     print_summary(result, console)
     return result
