@@ -1,5 +1,5 @@
-"""`cmzoo train | pretrain | sample | render | edit | interpolate | eval | bench | backbones`: a thin shell
-over the Python API.
+"""`cmzoo train | pretrain | sample | render | edit | interpolate | eval | bench | report | backbones`: a thin
+shell over the Python API.
 
 Every user-facing failure is a CmzooError: printed as one line, exit status 2.
 """
@@ -71,7 +71,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "render_resolution", "holdout", "sample_every", "steps",
-                   "batch_size", "lr", "seed", "device", "out")
+                   "batch_size", "lr", "seed", "device", "out", "log")
 
 
 # ---- subcommands ---------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         pretrain_steps=args.pretrain_steps,
         class_conditional=args.class_conditional or None, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, grad_accum=args.grad_accum,
-        precision=args.precision, compile=args.compile or None, max_bad_steps=args.max_bad_steps,
+        precision=args.precision, compile=args.compile or None, max_bad_steps=args.max_bad_steps, log=args.log,
         backbone_overrides=parse_overrides(args.set) if args.set else None,
     )
     if args.resume:
@@ -110,7 +110,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     sizes = parse_sizes(args.sizes) if args.sizes else None
     if args.save_functions:
         require("function_output", run.spec, "--save-functions")
-    images, functions = generate(run, args.n, parse_steps(args.steps), args.seed, sizes, batch_size=args.batch_size)
+    images, functions = generate(run, args.n, parse_steps(args.steps), args.seed, sizes,
+                                 batch_size=args.batch_size, progress=True)
     out = Path(args.out)
     for size, batch in images.items():
         path = out if len(images) == 1 else out.with_name(f"{out.stem}_{size[0]}x{size[1]}{out.suffix}")
@@ -235,6 +236,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from cmzoo.report import write_report
+
+    print(f"wrote {write_report(args.path, args.out)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmzoo", description="Consistency models with swappable backbones.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -265,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")
     t.add_argument("--pretrain-steps", type=int, help="reconstruction pre-training steps run first "
                    "(function backbones; default min(500, 2 × steps) for the tiny preset from scratch, else 0)")
+    t.add_argument("--log", choices=("jsonl", "tensorboard"), help="metrics.jsonl and PNG grids are always written; "
+                   "tensorboard: event files in the run directory as well (pip install tensorboard)")
     t.add_argument("--out", help="run directory")
     t.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
@@ -307,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-4)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
+    p.add_argument("--log", choices=("jsonl", "tensorboard"),
+                   help="metrics.jsonl is always written; tensorboard: event files in the run directory as well")
     p.add_argument("--out")
     p.add_argument("--config", metavar="FILE.toml")
     p.set_defaults(handler=cmd_pretrain)
@@ -352,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--out", help="results folder (default runs/bench)")
     n.add_argument("--config", metavar="FILE.toml", help="BenchConfig fields; flags override them")
     n.set_defaults(handler=cmd_bench)
+
+    o = sub.add_parser("report", help="one self-contained report.html for a run directory or a bench results folder")
+    o.add_argument("path", metavar="RUN_DIR_OR_BENCH_FOLDER")
+    o.add_argument("--out", metavar="FILE.html", help="default: PATH/report.html")
+    o.set_defaults(handler=cmd_report)
 
     b = sub.add_parser("backbones", help="list installed backbones, their capabilities and presets")
     b.set_defaults(handler=cmd_backbones)

@@ -16,6 +16,7 @@ from cmzoo.engine.sampling import Size, multistep_sample, sample_at_sizes
 from cmzoo.engine.schedules import karras_sigmas
 from cmzoo.errors import CheckpointError, ConfigError
 from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.progress import progress_bar
 from cmzoo.train import checkpoint
 from cmzoo.train.config import TrainConfig
 
@@ -84,9 +85,10 @@ def generate(
     sizes: Sequence[Size] | None = None,
     labels: torch.Tensor | None = None,
     batch_size: int = 64,
+    progress: bool = False,
 ) -> tuple[dict[Size, torch.Tensor], ImageFunction | None]:
     """n samples in [-1, 1] at each size (default: the training size) and, for function backbones,
-    the n image functions they were rendered from (else None)."""
+    the n image functions they were rendered from (else None); `progress` shows a bar over the images."""
     res = run.resolution
     sizes = list(sizes) if sizes else [(res, res)]
     require_sizes(run, sizes, f"sampling at sizes {sizes}")
@@ -97,15 +99,18 @@ def generate(
         labels = torch.arange(n) % run.num_classes
     out: dict[Size, list[torch.Tensor]] = {s: [] for s in sizes}
     functions = []
-    for start in range(0, n, batch_size):
-        b = min(batch_size, n - start)
-        noise = torch.randn(b, run.channels, res, res, generator=generator).to(device)
-        y = labels[start : start + b].to(device) if labels is not None else None
-        images, fn = sample_batch(run, noise, sigmas, sizes, y, generator)
-        if fn is not None:
-            functions.append(fn)
-        for s in sizes:
-            out[s].append(images[s].clamp(-1, 1).cpu())
+    with progress_bar(f"sampling {len(sigmas)}-step", transient=True, disable=not progress) as bar:
+        task = bar.add_task("sampling", total=n)
+        for start in range(0, n, batch_size):
+            b = min(batch_size, n - start)
+            noise = torch.randn(b, run.channels, res, res, generator=generator).to(device)
+            y = labels[start : start + b].to(device) if labels is not None else None
+            images, fn = sample_batch(run, noise, sigmas, sizes, y, generator)
+            if fn is not None:
+                functions.append(fn)
+            for s in sizes:
+                out[s].append(images[s].clamp(-1, 1).cpu())
+            bar.advance(task, b)
     merged = type(functions[0]).cat(functions).to("cpu") if functions else None
     return {s: torch.cat(v) for s, v in out.items()}, merged
 

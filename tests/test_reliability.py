@@ -55,10 +55,15 @@ def _trainer(tmp_path, console=None, **overrides):
 
 def test_two_gloo_processes_equal_one_process_with_the_doubled_batch(tmp_path, npz):
     run = tmp_path / "ddp"
+    # torchrun's own parser takes `--log` for an ambiguous abbreviation of its --log-dir: the config file says it
+    (tmp_path / "log.toml").write_text('log = "tensorboard"\n')
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "cmzoo",
-           "train", *FAST, "--data", npz, "--batch-size", "8", "--steps", "3", "--out", str(run)]
+           "train", *FAST, "--data", npz, "--batch-size", "8", "--steps", "3", "--config", str(tmp_path / "log.toml"),
+           "--out", str(run)]
     r = subprocess.run(cmd, check=False, capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert len(list(run.glob("events.out.tfevents.*"))) == 1  # rank 0 alone logs
+    assert sum('"loss"' in line for line in (run / "metrics.jsonl").read_text().splitlines()) == 1
     ddp = load_checkpoint(latest_checkpoint(run / "checkpoints"))
     assert len(ddp["rng"]["ranks"]) == 2  # every rank's RNG state is in the checkpoint
     for accum in (1, 2):  # one process × batch 8, and 2 micro-batches of 4

@@ -13,6 +13,7 @@ from cmzoo.bench.efficiency import Bench
 from cmzoo.bench.quality import quality_train_config, score_notes, steps_for_seconds
 from cmzoo.bench.report import Record
 from cmzoo.metrics.plots import pyplot
+from cmzoo.train.tracking import written_grids
 
 
 def convergence_records(bench: Bench, spec: BackboneSpec) -> Iterator[Record]:
@@ -41,14 +42,14 @@ def convergence_records(bench: Bench, spec: BackboneSpec) -> Iterator[Record]:
                 spec, "convergence", label, result.fid, "FID", batch_size=cfg.quality_batch_size,
                 notes={**score_notes(result), "minutes": m, "sampling_steps": steps, "step": stop, "steps": total,
                        "train_seconds": round(seconds, 1), "data": result.reference_name,
-                       "recipe": config.resolved()[0].recipe, "grid": str(_grid(Path(run_dir), stop))},
+                       "recipe": config.resolved()[0].recipe,
+                       "grid": str(_grid(Path(run_dir), stop, config.resolution))},
             )
 
 
-def _grid(run_dir: Path, step: int) -> Path:
+def _grid(run_dir: Path, step: int, resolution: int) -> Path:
     """The training-size sample grid the trainer wrote at `step`."""
-    grids = sorted((run_dir / "samples").glob(f"step_{step:08d}*.png"))
-    return grids[0] if grids else run_dir / "samples"
+    return written_grids(run_dir, resolution).get(step, {}).get((resolution, resolution), run_dir / "samples")
 
 
 def plot_convergence(records: list[Record], path: Path) -> Path | None:

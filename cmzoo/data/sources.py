@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.progress import track
 
 from cmzoo.data.dataset import ImageDataset
 from cmzoo.data.shapes import render_shapes
 from cmzoo.errors import DataError
+from cmzoo.progress import progress_bar
 from cmzoo.safe_pickle import load_numpy_pickle
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
@@ -105,13 +105,14 @@ def folder_dataset(path: Path, resolution: int) -> ImageDataset:
     if not files:
         raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {path}")
     images = []
-    for f in track(files, description=f"reading {path.name}", transient=True):
-        try:
-            with Image.open(f) as im:
-                arr = np.array(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DataError(f"cannot read image {f}: {err}; remove or replace the file") from None
-        images.append(resize_square(torch.from_numpy(arr).permute(2, 0, 1)[None], resolution))
+    with progress_bar(f"reading {path.name}", transient=True) as bar:
+        for f in bar.track(files):
+            try:
+                with Image.open(f) as im:
+                    arr = np.array(im.convert("RGB"))
+            except (UnidentifiedImageError, OSError, ValueError) as err:
+                raise DataError(f"cannot read image {f}: {err}; remove or replace the file") from None
+            images.append(resize_square(torch.from_numpy(arr).permute(2, 0, 1)[None], resolution))
     return ImageDataset(torch.cat(images), name=path.name)
 
 

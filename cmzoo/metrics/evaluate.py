@@ -67,18 +67,23 @@ class EvalResult:
         """One JSON object: every field, plus the feature definition the numbers depend on."""
         return json.dumps({**asdict(self), "features": FEATURES_VERSION})
 
-    @staticmethod
-    def markdown_header() -> str:
+    HEADERS = ("reference", "samples", "reference images", "FID", "sFID", "precision", "recall", "KID (×10³)", "IS")
+
+    def cells(self) -> list[str]:
+        """The numbers as table cells under `HEADERS`; IS reads "n/a (weights not available)" without its weights."""
+        inception = IS_UNAVAILABLE if self.inception_score is None else f"{self.inception_score:.2f}"
+        return [self.reference_name, str(self.n_samples), str(self.n_reference), f"{self.fid:.2f}", f"{self.sfid:.2f}",
+                f"{self.precision:.3f}", f"{self.recall:.3f}", f"{1e3 * self.kid_mean:.2f} ± {1e3 * self.kid_std:.2f}",
+                inception]
+
+    @classmethod
+    def markdown_header(cls) -> str:
         """The two header lines of the table that `markdown_row` fills."""
-        return ("| reference | samples | reference images | FID | sFID | precision | recall | KID (×10³) | IS |\n"
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        return "| " + " | ".join(cls.HEADERS) + " |\n|---|" + "---:|" * (len(cls.HEADERS) - 1)
 
     def markdown_row(self) -> str:
-        """One markdown table line; IS reads "n/a (weights not available)" without its weights."""
-        inception = IS_UNAVAILABLE if self.inception_score is None else f"{self.inception_score:.2f}"
-        return (f"| {self.reference_name} | {self.n_samples} | {self.n_reference} | {self.fid:.2f} | {self.sfid:.2f} "
-                f"| {self.precision:.3f} | {self.recall:.3f} | {1e3 * self.kid_mean:.2f} ± {1e3 * self.kid_std:.2f} "
-                f"| {inception} |")
+        """One markdown table line."""
+        return "| " + " | ".join(self.cells()) + " |"
 
 
 def check_counts(n_samples: int, n_reference: int) -> None:
@@ -179,17 +184,23 @@ def evaluate_run(
     inception_weights_for_is: str | Path | None = None, n_reference: int | None = None,
 ) -> EvalResult:
     """Generate n samples from a run (at `size` px; any size for function backbones) and score them
-    against the data set at `data`, resized to the same size."""
+    against the data set at `data`, resized to the same size. The numbers are also recorded in the
+    run's own log (metrics.jsonl, and TensorBoard when the run uses it) at the step of the checkpoint
+    they were sampled from, as `eval/<steps>-step_<size>px`, so that `cmzoo report` shows them."""
     from cmzoo.data import load_dataset, to_uint8
-    from cmzoo.run import generate, load_run
+    from cmzoo.run import generate, load_run, sigma_schedule
+    from cmzoo.train.tracking import open_run_log
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = load_run(run_dir, device=device)
     size = size or run.resolution
-    images, _ = generate(run, n, steps, seed, sizes=[(size, size)], batch_size=batch_size)
+    images, _ = generate(run, n, steps, seed, sizes=[(size, size)], batch_size=batch_size, progress=True)
     reference = load_dataset(data, size)
-    return evaluate_images(to_uint8(images[(size, size)]), reference.images[:n_reference], batch_size,
-                           f"{reference.name}@{size}", inception_weights_for_is, device)
+    result = evaluate_images(to_uint8(images[(size, size)]), reference.images[:n_reference], batch_size,
+                             f"{reference.name}@{size}", inception_weights_for_is, device)
+    with open_run_log(Path(run_dir), run.config.log) as log:
+        log.scalars({"step": run.step, "eval": {f"{len(sigma_schedule(steps))}-step_{size}px": asdict(result)}})
+    return result
 
 
 def evaluate_image_source(

@@ -291,21 +291,15 @@ def inception_features(
     progress: bool = True, description: str = "Inception features",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pool (N, 2048) and spatial (N, 2023) float32 features of uint8 or [-1, 1] float images."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from cmzoo.progress import progress_bar
 
     images = as_uint8_images(images)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_inception().to(device)
     pools, spatials = [], []
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     # TF32 would change the features at the 1e-3 level; metrics must not depend on the GPU.
-    with Progress(*columns, disable=not progress, transient=True) as bar, torch.backends.cudnn.flags(allow_tf32=False):
+    with (progress_bar(description, transient=True, disable=not progress) as bar,
+          torch.backends.cudnn.flags(allow_tf32=False)):
         task = bar.add_task(description, total=len(images))
         for batch in images.split(batch_size):
             pool, spatial = model(batch.to(device))

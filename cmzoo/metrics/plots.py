@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Mapping
 
 
 def pyplot() -> ModuleType:
@@ -22,7 +22,7 @@ def read_metrics(metrics_jsonl: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line.strip()]
 
 
-def plot_denoising_distances(metrics_jsonl: Path, out: Path) -> Path | None:
+def plot_denoising_distances(metrics_jsonl: Path, out: Path | BinaryIO) -> Path | BinaryIO | None:
     """Denoising distance vs step, one curve per σ bucket, from a run's metrics.jsonl."""
     rows = [r for r in read_metrics(metrics_jsonl) if "denoising_distance" in r]
     if not rows:

@@ -46,6 +46,8 @@ class TrainConfig(BaseModel):
     out: str = "runs/cmzoo"
     device: str = "auto"
     log_every: int = Field(10, ge=1)
+    # metrics.jsonl and PNG grids are always written; "tensorboard" adds event files in the run directory
+    log: Literal["jsonl", "tensorboard"] = "jsonl"
     sample_every: int = Field(200, ge=0)  # 0: grids only at the end
     checkpoint_every: int = Field(200, ge=0)  # 0: checkpoint only at the end
     keep_checkpoints: int = Field(3, ge=1)

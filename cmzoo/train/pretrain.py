@@ -7,7 +7,6 @@ backbone of capability ``pretrain``; it uses nothing but ``reconstruct``.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -22,10 +21,11 @@ from cmzoo.data import ImageDataset, load_dataset, native_resolution, resize_squ
 from cmzoo.engine.parameterization import c_in
 from cmzoo.errors import ConfigError, DataError
 from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.progress import progress_bar
 from cmzoo.train.checkpoint import save_checkpoint
 from cmzoo.train.config import TrainConfig
 from cmzoo.train.distributed import resolve_device
-from cmzoo.train.progress import progress_bar
+from cmzoo.train.tracking import open_run_log
 
 
 def reconstruct(module: nn.Module, x: torch.Tensor):
@@ -156,7 +156,7 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
     console.print(f"cmzoo pretrain: {config.backbone}/{config.preset} on {name} at {config.resolution} px{above}, "
                   f"{config.steps} steps, batch {batch_size}, Adam lr {lr}; {len(train)} images, {holdout} held out")
     bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}  held-out {task.fields[held]}", console)
-    with bar as progress, open(run_dir / "metrics.jsonl", "a") as log:
+    with bar as progress, open_run_log(run_dir, config.log) as log:
         task = progress.add_task("pretrain", total=config.steps, loss=float("nan"), held="–")
 
         def on_step(step: int, loss: float) -> None:
@@ -168,7 +168,7 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
                 progress.update(task, held="  ".join(f"{k} {v:.2f} dB" for k, v in scores.items()))
             progress.update(task, completed=step, loss=loss)
             if step % config.log_every == 0 or end or len(record) > 3:
-                log.write(json.dumps(record) + "\n")
+                log.scalars(record)
 
         pretrain_steps(net, train, config.steps, lr, batch_size, torch.Generator().manual_seed(config.seed), on_step,
                        train_targets)

@@ -1,10 +1,10 @@
 """The consistency-training loop: data → σ pairs → loss → optimizer → target EMA and sample EMA, with
-callbacks for progress, JSONL metrics, sample grids, checkpoints and signals. Under `torchrun` it is
-DistributedDataParallel: every rank draws the same global batch and trains on its slice (distributed.py)."""
+callbacks for progress, metrics and sample grids (metrics.jsonl, and TensorBoard when asked),
+checkpoints and signals. Under `torchrun` it is DistributedDataParallel: every rank draws the same
+global batch and trains on its slice (distributed.py)."""
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
@@ -25,11 +25,12 @@ from cmzoo.errors import CheckpointError, DataError, TrainingError
 from cmzoo.metrics.denoising import denoising_distances
 from cmzoo.metrics.plots import plot_denoising_distances
 from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.progress import progress_bar
 from cmzoo.train import checkpoint, distributed
 from cmzoo.train.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
-from cmzoo.train.grids import save_sample_grids
+from cmzoo.train.grids import sample_grids
 from cmzoo.train.pretrain import pretrain_steps
-from cmzoo.train.progress import progress_bar
+from cmzoo.train.tracking import RunLog, open_run_log, summary_writer
 
 
 class TrainingInterrupted(TrainingError):
@@ -88,6 +89,9 @@ class Trainer:
         self.step = 0
         self.bad_steps = 0
         self.run_dir = Path(cfg.out)
+        if cfg.log == "tensorboard":
+            summary_writer()  # on every rank: a missing tensorboard fails before anything is trained
+        self.run_log = RunLog()  # records nothing until `run` opens the run's logs (on rank 0)
         self._stop_signal: int | None = None
         if cfg.compile:
             self.compile()
@@ -244,6 +248,9 @@ class Trainer:
             f"{cfg.precision}\n       {self.recipe.summary(cfg.distance)}"
             + (f"\n       reconstruction pre-training first: {cfg.pretrain_steps} steps" if cfg.pretrain_steps and not self.step else "")
         )
+        if self.dist.main:
+            # A resumed run continues after its checkpoint's step: TensorBoard drops later, stale events.
+            self.run_log = open_run_log(self.run_dir, cfg.log, purge_step=self.step + 1 if self.step else None)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             if self.step == 0 and cfg.pretrain_steps:
@@ -252,6 +259,8 @@ class Trainer:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            self.run_log.close()
+            self.run_log = RunLog()
         return self.run_dir
 
     def pretrain(self) -> None:
@@ -277,10 +286,12 @@ class Trainer:
         self._stop_signal = signum
 
     def log(self, record: dict[str, Any]) -> None:
-        """Append one JSON line to metrics.jsonl (rank 0 only)."""
-        if self.dist.main:
-            with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+        """Record one step's numbers: metrics.jsonl, and TensorBoard when asked (rank 0 only)."""
+        self.run_log.scalars(record)
+
+    def log_grids(self) -> None:
+        """Record the sample grids of this step, one per render size (rank 0 only)."""
+        self.run_log.images(self.step, sample_grids(self))
 
     def _loop(self) -> None:
         cfg, main = self.config, self.dist.main
@@ -301,12 +312,13 @@ class Trainer:
                 progress.update(task, completed=self.step, loss=metrics["loss"], schedule=schedule_text(metrics), rate=rate)
                 if self.step % cfg.log_every == 0 or self.step == end:
                     loss = sum(window) / len(window) if window else float("nan")
-                    self.log({"step": self.step, **metrics, "loss": loss, "it_per_s": rate})
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    self.log({"step": self.step, **metrics, "loss": loss, "lr": lr, "it_per_s": rate})
                     window.clear()
                 if main and cfg.denoise_every and (self.step % cfg.denoise_every == 0 or self.step == end):
                     self.log({"step": self.step, "denoising_distance": self.denoising_distances()})
                 if main and cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < end:
-                    save_sample_grids(self)
+                    self.log_grids()
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < end:
                     self.save()
                 if self.dist.any(self._stop_signal is not None):  # all ranks stop at the same step
@@ -317,7 +329,7 @@ class Trainer:
                         f"continue with `cmzoo train --resume {self.run_dir}`"
                     )
         if main:
-            save_sample_grids(self)
+            self.log_grids()
         self.save()
         if main and cfg.denoise_every:
             plot_denoising_distances(self.run_dir / "metrics.jsonl", self.run_dir / "denoising_distance.png")
