@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 import torch
 
-from cmzoo.backbone import require
 from cmzoo.engine.distances import DISTANCES
 from cmzoo.errors import CmzooError, ConfigError
+from cmzoo.plugins import require
 
 
 def parse_size(text: str) -> tuple[int, int]:

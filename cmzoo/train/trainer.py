@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from cmzoo.backbone import require
 from cmzoo.data import ImageDataset, batch_indices, load_dataset
 from cmzoo.engine.distances import l2, make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
@@ -24,7 +23,7 @@ from cmzoo.engine.recipes import get_recipe
 from cmzoo.errors import CheckpointError, DataError, TrainingError
 from cmzoo.metrics.denoising import denoising_distances
 from cmzoo.metrics.plots import plot_denoising_distances
-from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
 from cmzoo.train import checkpoint, distributed
 from cmzoo.train.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
