@@ -79,7 +79,7 @@ PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "render_resolutio
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cmzoo.run import read_run_config
-    from cmzoo.train.config import make_config
+    from cmzoo.config import make_config
     from cmzoo.train.trainer import train
 
     given = dict(
@@ -160,7 +160,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from cmzoo.train.config import make_config
+    from cmzoo.config import make_config
     from cmzoo.train.pretrain import pretrain
 
     given = {k: getattr(args, k) for k in PRETRAIN_FIELDS}

@@ -127,7 +127,7 @@ def params_record(bench: Bench, spec: BackboneSpec, resolution: int) -> Record:
 def train_record(bench: Bench, spec: BackboneSpec, resolution: int) -> Record:
     """Time and peak memory of full consistency-training steps: data, online and target forwards, the
     distance, backward, optimizer and both EMAs — the trainer's own `train_step`."""
-    from cmzoo.train.config import make_config
+    from cmzoo.config import make_config
     from cmzoo.train.trainer import Trainer
 
     cfg, b = bench.config, bench.config.batch_size

@@ -15,8 +15,8 @@ from cmzoo.backbone import BackboneSpec
 from cmzoo.bench.efficiency import Bench
 from cmzoo.bench.measure import time_call
 from cmzoo.bench.report import Record
+from cmzoo.config import TrainConfig, make_config
 from cmzoo.metrics.plots import plot_training_stability
-from cmzoo.train.config import TrainConfig, make_config
 
 if TYPE_CHECKING:
     from cmzoo.metrics.evaluate import EvalResult

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from rich.console import Console
 
+import cmzoo.checkpoint as checkpoint
+from cmzoo.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
 from cmzoo.data import ImageDataset, batch_indices, load_dataset
 from cmzoo.engine.distances import l2, make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
@@ -25,8 +27,7 @@ from cmzoo.metrics.denoising import denoising_distances
 from cmzoo.metrics.plots import plot_denoising_distances
 from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
-from cmzoo.train import checkpoint, distributed
-from cmzoo.train.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
+from cmzoo.train import distributed
 from cmzoo.train.grids import sample_grids
 from cmzoo.train.pretrain import pretrain_steps
 from cmzoo.train.tracking import RunLog, open_run_log, summary_writer
