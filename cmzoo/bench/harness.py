@@ -22,9 +22,9 @@ from cmzoo.bench.efficiency import (
 )
 from cmzoo.bench.flops import peak_tflops
 from cmzoo.bench.report import BenchResult, Record, environment, print_summary, write_results
+from cmzoo.device import resolve_device
 from cmzoo.plugins import get_backbone
 from cmzoo.progress import progress_bar, stderr_console
-from cmzoo.train.distributed import resolve_device
 
 
 def run_bench(config: BenchConfig | None = None, console: Console | None = None, command: str | None = None,
