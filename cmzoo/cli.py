@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from cmzoo.run import generate, load_run
-    from cmzoo.train.grids import save_grid
+    from cmzoo.grids import save_grid
 
     run = load_run(args.run, weights=args.weights, device=args.device)
     sizes = parse_sizes(args.sizes) if args.sizes else None
@@ -124,7 +124,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from cmzoo.run import load_image_function
-    from cmzoo.train.grids import save_grid
+    from cmzoo.grids import save_grid
 
     functions = load_image_function(args.functions)
     height, width = parse_size(args.size)
@@ -137,7 +137,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_edit(args: argparse.Namespace) -> int:
     from cmzoo.editing import edit
     from cmzoo.run import load_run
-    from cmzoo.train.grids import save_grid
+    from cmzoo.grids import save_grid
 
     size = parse_size(args.size) if args.size else None
     steps = {"steps": parse_steps(args.steps)} if args.steps else {}
@@ -150,7 +150,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from cmzoo.editing import interpolate
     from cmzoo.run import load_run
-    from cmzoo.train.grids import save_grid
+    from cmzoo.grids import save_grid
 
     size = parse_size(args.size) if args.size else None
     run = load_run(args.run, weights=args.weights, device=args.device)
