@@ -237,9 +237,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from cmzoo.bench.page import write_bench_report
     from cmzoo.report import write_report
 
-    print(f"wrote {write_report(args.path, args.out)}")
+    write = write_bench_report if (Path(args.path) / "results.json").is_file() else write_report
+    print(f"wrote {write(args.path, args.out)}")
     return 0
 
 

@@ -21,6 +21,7 @@ from cmzoo.bench.efficiency import (
     warm_up_process,
 )
 from cmzoo.bench.flops import peak_tflops
+from cmzoo.bench.page import write_bench_report
 from cmzoo.bench.report import BenchResult, Record, environment, print_summary, write_results
 from cmzoo.device import resolve_device
 from cmzoo.plugins import get_backbone
@@ -111,9 +112,7 @@ def run_bench(config: BenchConfig | None = None, console: Console | None = None,
         curve = plot_convergence(result.records, out / "convergence.png")
         if curve:
             result.files.append(curve)
-    from cmzoo.report import write_report  # not at the top: cmzoo.report imports cmzoo.bench
-
     result.files = write_results(result, out)
-    result.files.append(write_report(out))
+    result.files.append(write_bench_report(out))
     print_summary(result, console)
     return result
