@@ -27,7 +27,7 @@ SCORES = EvalResult(fid=123.456, sfid=150.0, precision=0.25, recall=0.125, kid_m
 def fixed_scores(monkeypatch):
     """The Inception pass is test_metrics.py's; here every evaluation scores SCORES."""
     monkeypatch.setattr("cmzoo.metrics.evaluate.evaluate_images", lambda samples, reference, *a, **k: SCORES)
-    monkeypatch.setattr("cmzoo.metrics.inception.load_inception", lambda: None)
+    monkeypatch.setattr("cmzoo.bench.harness.load_inception", lambda: None)
 
 
 @pytest.fixture(autouse=True)
