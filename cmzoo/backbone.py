@@ -23,7 +23,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 from torch import nn
 
-from cmzoo.errors import BackboneError, ConfigError
+from cmzoo.errors import ConfigError
 
 
 class BackboneConfig(BaseModel):
@@ -121,13 +121,3 @@ def validation_message(err: ValidationError) -> str:
         parts.append(f"field {loc!r}: {msg}")
     return "; ".join(parts)
 
-
-def require(capability: str, spec: BackboneSpec, doing: str) -> None:
-    """Raise a clear error when `spec` lacks `capability`, naming backbones that have it."""
-    if getattr(spec.capabilities, capability):
-        return
-    from cmzoo.plugins import list_backbones
-
-    having = [s.name for s in list_backbones() if getattr(s.capabilities, capability)]
-    hint = f"; use a backbone with it: {', '.join(having)}" if having else ""
-    raise BackboneError(f"{doing} needs capability {capability!r}, which backbone {spec.name!r} lacks{hint}")

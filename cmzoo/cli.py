@@ -14,9 +14,9 @@ from typing import Any, Sequence
 
 import torch
 
-from cmzoo.backbone import require
 from cmzoo.engine.distances import DISTANCES
 from cmzoo.errors import CmzooError, ConfigError
+from cmzoo.plugins import require
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -79,7 +79,7 @@ PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "render_resolutio
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cmzoo.run import read_run_config
-    from cmzoo.train.config import make_config
+    from cmzoo.config import make_config
     from cmzoo.train.trainer import train
 
     given = dict(
@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     from cmzoo.run import generate, load_run
-    from cmzoo.train.grids import save_grid
+    from cmzoo.grids import save_grid
 
     run = load_run(args.run, weights=args.weights, device=args.device)
     sizes = parse_sizes(args.sizes) if args.sizes else None
@@ -124,7 +124,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from cmzoo.run import load_image_function
-    from cmzoo.train.grids import save_grid
+    from cmzoo.grids import save_grid
 
     functions = load_image_function(args.functions)
     height, width = parse_size(args.size)
@@ -137,7 +137,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_edit(args: argparse.Namespace) -> int:
     from cmzoo.editing import edit
     from cmzoo.run import load_run
-    from cmzoo.train.grids import save_grid
+    from cmzoo.grids import save_grid
 
     size = parse_size(args.size) if args.size else None
     steps = {"steps": parse_steps(args.steps)} if args.steps else {}
@@ -150,7 +150,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from cmzoo.editing import interpolate
     from cmzoo.run import load_run
-    from cmzoo.train.grids import save_grid
+    from cmzoo.grids import save_grid
 
     size = parse_size(args.size) if args.size else None
     run = load_run(args.run, weights=args.weights, device=args.device)
@@ -160,7 +160,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from cmzoo.train.config import make_config
+    from cmzoo.config import make_config
     from cmzoo.train.pretrain import pretrain
 
     given = {k: getattr(args, k) for k in PRETRAIN_FIELDS}
@@ -237,9 +237,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from cmzoo.bench.page import write_bench_report
     from cmzoo.report import write_report
 
-    print(f"wrote {write_report(args.path, args.out)}")
+    write = write_bench_report if (Path(args.path) / "results.json").is_file() else write_report
+    print(f"wrote {write(args.path, args.out)}")
     return 0
 
 

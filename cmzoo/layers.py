@@ -16,6 +16,8 @@ from einops import rearrange
 from timm.layers import Attention, Mlp, PatchEmbed, build_sincos2d_pos_embed
 from torch import nn
 
+from cmzoo.errors import ConfigError
+
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of a (B,) float tensor (DDPM / DiT `TimestepEmbedder`): (B, dim)."""
@@ -103,8 +105,6 @@ def paper_patch_size(resolution: int) -> int:
 
 def checked_patch_size(backbone: str, resolution: int, patch_size: int | None) -> int:
     """`patch_size` (None: the paper's rule), checked to divide `resolution`."""
-    from cmzoo.errors import ConfigError
-
     p = paper_patch_size(resolution) if patch_size is None else patch_size
     if resolution % p:
         raise ConfigError(

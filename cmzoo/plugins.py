@@ -178,3 +178,12 @@ def build_backbone(
         raise
     except Exception as err:
         raise BackboneError(f"plugin {spec.plugin!r} failed to build backbone {spec.name!r}: {err}") from err
+
+
+def require(capability: str, spec: BackboneSpec, doing: str) -> None:
+    """Raise a clear error when `spec` lacks `capability`, naming backbones that have it."""
+    if getattr(spec.capabilities, capability):
+        return
+    having = [s.name for s in list_backbones() if getattr(s.capabilities, capability)]
+    hint = f"; use a backbone with it: {', '.join(having)}" if having else ""
+    raise BackboneError(f"{doing} needs capability {capability!r}, which backbone {spec.name!r} lacks{hint}")

@@ -1,4 +1,5 @@
-"""`cmzoo report PATH`: one self-contained report.html for a run directory or a bench results folder.
+"""`cmzoo report PATH`: one self-contained report.html for a run directory, and the HTML pieces that the
+page of a bench results folder (cmzoo.bench.page) is built from.
 
 Pure functions from the files a run or a bench wrote to HTML. Every image (the curves, drawn here from
 metrics.jsonl; the sample grids; the bench's figures) is embedded as a base64 PNG, and the page has
@@ -16,8 +17,6 @@ import re
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
-from cmzoo.bench.config import BenchConfig
-from cmzoo.bench.report import DETAIL_HEADERS, Record, detail_rows, multires_ratios, summary_table
 from cmzoo.errors import ConfigError
 from cmzoo.metrics.evaluate import EvalResult
 from cmzoo.metrics.plots import plot_denoising_distances, pyplot, read_metrics
@@ -55,22 +54,19 @@ details { margin: 8px 0; } summary { cursor: pointer; color: #444; }
 
 
 def write_report(path: str | Path, out: str | Path | None = None) -> Path:
-    """Write the report of a run directory or a bench results folder to `out` (default PATH/report.html)."""
+    """Write the report of a run directory to `out` (default PATH/report.html)."""
     path = Path(path)
-    if (path / "results.json").is_file():
-        page = bench_report(path)
-    elif (path / "config.json").is_file() and (path / "metrics.jsonl").is_file():
-        page = run_report(path)
-    else:
+    if not ((path / "config.json").is_file() and (path / "metrics.jsonl").is_file()):
         raise ConfigError(f"{path} is neither a run directory (config.json and metrics.jsonl, from `cmzoo train`) "
                           "nor a bench results folder (results.json, from `cmzoo bench`)")
-    target = Path(out) if out is not None else path / "report.html"
+    return write_page(run_report(path), Path(out) if out is not None else path / "report.html")
+
+
+def write_page(page: str, target: Path) -> Path:
+    """Write an HTML page to `target`, creating its folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")
     return target
-
-
-# ---- a run ---------------------------------------------------------------------------------------------
 
 
 def run_report(run_dir: Path) -> str:
@@ -82,16 +78,16 @@ def run_report(run_dir: Path) -> str:
             f"{config.get('resolution')} px; {max(steps, default=0)} of {config.get('steps')} steps logged")
     curves = {"training curves": _draw(lambda out: plot_training_curves(rows, out)),
               "denoising distance": _draw(lambda out: plot_denoising_distances(run_dir / "metrics.jsonl", out))}
-    parts = [f"<h1>cmzoo run — {_esc(run_dir.name)}</h1>", f'<p class="lead">{_esc(lead)}</p>']
+    parts = [f"<h1>cmzoo run — {esc(run_dir.name)}</h1>", f'<p class="lead">{esc(lead)}</p>']
     evaluations = eval_rows(rows)
     if evaluations:
-        parts += ["<h2>Evaluation</h2>", _table(["step", "sampling", *EvalResult.HEADERS], evaluations)]
+        parts += ["<h2>Evaluation</h2>", html_table(["step", "sampling", *EvalResult.HEADERS], evaluations)]
     if any(curves.values()):
-        parts += ["<h2>Curves</h2>", '<div class="row">', *(_img(png, alt) for alt, png in curves.items() if png),
+        parts += ["<h2>Curves</h2>", '<div class="row">', *(embed_png(png, alt) for alt, png in curves.items() if png),
                   "</div>"]
     parts += grid_section(run_dir, config.get("resolution", 0))
     parts += ["<h2>Config</h2>", config_table(config)]
-    return _page(f"cmzoo run — {run_dir.name}", parts)
+    return html_page(f"cmzoo run — {run_dir.name}", parts)
 
 
 def training_curves(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[float, float]]:
@@ -143,92 +139,41 @@ def grid_section(run_dir: Path, resolution: int) -> list[str]:
     steps = list(grids)
     shown = sorted({steps[round(i * (len(steps) - 1) / (GRID_STEPS_SHOWN - 1))] for i in range(GRID_STEPS_SHOWN)})
     sizes = list(dict.fromkeys(size for step in shown for size in grids[step]))
-    rows = [[str(step)] + [_img(grids[step][s].read_bytes(), f"step {step}, {s[0]}×{s[1]}", grid=True)
+    rows = [[str(step)] + [embed_png(grids[step][s].read_bytes(), f"step {step}, {s[0]}×{s[1]}", grid=True)
                            if s in grids[step] else "—" for s in sizes] for step in shown]
     note = "" if len(shown) == len(steps) else f" ({len(shown)} of {len(steps)} steps; every grid is in samples/)"
-    return [f"<h2>One-step samples of the sample EMA{_esc(note)}</h2>",
-            _table(["step"] + [f"{h}×{w}" for h, w in sizes], rows, escape=False)]
+    return [f"<h2>One-step samples of the sample EMA{esc(note)}</h2>",
+            html_table(["step"] + [f"{h}×{w}" for h, w in sizes], rows, escape=False)]
 
 
 def config_table(config: dict[str, Any]) -> str:
-    return _table(["field", "value"], [[k, json.dumps(v)] for k, v in config.items()], "config")
+    return html_table(["field", "value"], [[k, json.dumps(v)] for k, v in config.items()], "config")
 
 
-# ---- a bench -------------------------------------------------------------------------------------------
-
-
-def bench_report(folder: Path) -> str:
-    """The page of one `cmzoo bench`: environment, summary, figures, every backbone's samples side by side,
-    every measurement and the config."""
-    data = json.loads((folder / "results.json").read_text())
-    records = [Record(**r) for r in data["records"]]
-    env = data["environment"]
-    lead = (f"{env.get('date')} · {env.get('device')} ({env.get('device_name')}) · torch {env.get('torch')}, "
-            f"{env.get('torch_threads')} threads, {env.get('cpu_cores')} cores · git {env.get('git_commit') or 'n/a'}")
-    parts = [f"<h1>cmzoo bench — {_esc(folder.name)}</h1>", f'<p class="lead">{_esc(lead)}<br>'
-             f"<code>{_esc(env.get('command'))}</code></p>"]
-    headers, rows = summary_table(records)
-    parts += ["<h2>Summary</h2>", _table(headers, rows)]
-    ratios = multires_ratios(records)
-    if ratios:
-        parts += ["<h3>Multi-resolution FPS ratios (paper Table 2)</h3>",
-                  "<ul>" + "".join(f"<li>{_bold(line.removeprefix('- '))}</li>" for line in ratios) + "</ul>"]
-    figures = [folder / name for name in ("efficiency.png", "stability.png", "convergence.png")]
-    if any(f.is_file() for f in figures):
-        parts += ["<h2>Figures</h2>", '<div class="row">',
-                  *(_img(f.read_bytes(), f.stem) for f in figures if f.is_file()), "</div>"]
-    parts += bench_samples(folder, records, BenchConfig.model_validate(data["config"]).quality_size)
-    parts += ["<h2>All measurements</h2>", f"<details><summary>{len(records)} rows</summary>",
-              _table(DETAIL_HEADERS, detail_rows(records)), "</details>",
-              "<h2>Config</h2>", "<details><summary>bench config</summary>", config_table(data["config"]), "</details>"]
-    return _page(f"cmzoo bench — {folder.name}", parts)
-
-
-def bench_samples(folder: Path, records: Sequence[Record], resolution: int) -> list[str]:
-    """Each trained backbone's one-step samples at the training size side by side: its quality run's last
-    grid, and its convergence run's grid at each scoring point (rows)."""
-    parts = []
-    quality = [_grid_figure(folder / "quality" / r.backbone, None, resolution,
-                            f"{r.backbone}: FID {r.value:.1f} after {r.notes.get('steps')} steps")
-               for r in records if r.figure == "quality" and not r.error]
-    if any(quality):
-        parts += ["<h2>Samples after the quality budget</h2>", '<div class="row">', *filter(None, quality), "</div>"]
-    points = {(r.resolution, r.backbone): r for r in records
-              if r.figure == "convergence" and not r.error and r.notes.get("sampling_steps") == 1}
-    if points:
-        backbones = list(dict.fromkeys(b for _, b in points))
-        labels = list(dict.fromkeys(label for label, _ in points))
-        rows = [[_esc(label)] + [(_grid_figure(folder / "convergence" / b, points[label, b].notes["step"], resolution,
-                                               f"{b}: FID {points[label, b].value:.1f}") if (label, b) in points
-                                  else None) or "—" for b in backbones] for label in labels]
-        parts += ["<h2>Samples at each convergence point</h2>", _table(["training", *backbones], rows, escape=False)]
-    return parts
-
-
-def _grid_figure(run_dir: Path, step: int | None, resolution: int, caption: str) -> str | None:
+def grid_figure(run_dir: Path, step: int | None, resolution: int, caption: str) -> str | None:
     """A run's training-size grid at `step` (None: its last) with a caption, or None when it has none."""
     grids = written_grids(run_dir, resolution)
     at = grids.get(step if step is not None else max(grids, default=-1), {})
     path = at.get((resolution, resolution))
     if path is None:
         return None
-    return (f"<figure>{_img(path.read_bytes(), caption, grid=True)}"
-            f"<figcaption>{_esc(caption)}</figcaption></figure>")
+    return (f"<figure>{embed_png(path.read_bytes(), caption, grid=True)}"
+            f"<figcaption>{esc(caption)}</figcaption></figure>")
 
 
 # ---- HTML ----------------------------------------------------------------------------------------------
 
 
-def _esc(value: object) -> str:
+def esc(value: object) -> str:
     return html.escape(str(value))
 
 
-def _bold(markdown: str) -> str:
+def bold(markdown: str) -> str:
     """Escaped text with markdown's **bold** as <b>."""
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", _esc(markdown))
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", esc(markdown))
 
 
-def _img(png: bytes, alt: str, grid: bool = False) -> str:
+def embed_png(png: bytes, alt: str, grid: bool = False) -> str:
     """An embedded PNG; a sample `grid` is enlarged by a whole factor (its pixels stay sharp) towards
     GRID_WIDTH px when it is smaller."""
     attrs = ""
@@ -237,7 +182,7 @@ def _img(png: bytes, alt: str, grid: bool = False) -> str:
 
         width = Image.open(io.BytesIO(png)).width
         attrs = f' class="grid" width="{width * max(1, GRID_WIDTH // width)}"'
-    return f'<img{attrs} alt="{_esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+    return f'<img{attrs} alt="{esc(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 def _draw(plot: Callable[[BinaryIO], object]) -> bytes | None:
@@ -246,16 +191,16 @@ def _draw(plot: Callable[[BinaryIO], object]) -> bytes | None:
     return buffer.getvalue() if plot(buffer) is not None else None
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "", escape: bool = True) -> str:
+def html_table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "", escape: bool = True) -> str:
     """An HTML table; with `escape=False` the cells are HTML already (headers are always escaped)."""
-    cell = _esc if escape else str
-    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    cell = esc if escape else str
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
     klass = f' class="{cls}"' if cls else ""
     return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _page(title: str, parts: Iterable[str]) -> str:
+def html_page(title: str, parts: Iterable[str]) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{_esc(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(parts)
+            f"<title>{esc(title)}</title><style>{STYLE}</style></head>\n<body>\n" + "\n".join(parts)
             + "\n</body></html>\n")

@@ -10,15 +10,15 @@ from typing import Literal, Sequence
 import torch
 from pydantic import ValidationError
 
-from cmzoo.backbone import BackboneSpec, ImageFunction, require, validation_message
+from cmzoo.backbone import BackboneSpec, ImageFunction, validation_message
+import cmzoo.checkpoint as checkpoint
+from cmzoo.config import TrainConfig
 from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
 from cmzoo.engine.sampling import Size, multistep_sample, sample_at_sizes
 from cmzoo.engine.schedules import karras_sigmas
 from cmzoo.errors import CheckpointError, ConfigError
-from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
-from cmzoo.train import checkpoint
-from cmzoo.train.config import TrainConfig
 
 Weights = Literal["ema", "online", "target"]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import cmzoo
 from cmzoo.data import load_dataset
+from cmzoo.grids import save_grid
 from cmzoo.metrics.evaluate import evaluate_images
 from cmzoo.run import generate, load_run
 from cmzoo.train import train
-from cmzoo.train.grids import save_grid
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

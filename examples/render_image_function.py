@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 import cmzoo
+from cmzoo.grids import save_grid
 from cmzoo.run import generate, load_image_function, load_run
 from cmzoo.train import make_config, train
-from cmzoo.train.grids import save_grid
 from cmzoo.train.pretrain import pretrain
 
 

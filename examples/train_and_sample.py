@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 import cmzoo
+from cmzoo.grids import save_grid
 from cmzoo.run import generate, load_run
 from cmzoo.train import train
-from cmzoo.train.grids import save_grid
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

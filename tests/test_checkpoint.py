@@ -3,8 +3,8 @@
 import pytest
 import torch
 
+from cmzoo.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from cmzoo.errors import CheckpointError
-from cmzoo.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 
 
 def _state(step):

@@ -7,8 +7,8 @@ import json
 import torch
 from rich.console import Console
 
+from cmzoo.config import CPU_RECIPE, DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
 from cmzoo.data import load_dataset
-from cmzoo.train.config import CPU_RECIPE, DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
 from cmzoo.train.trainer import Trainer
 
 

@@ -9,10 +9,10 @@ grey image.
 import pytest
 import torch
 
+from cmzoo.config import make_config
 from cmzoo.data import ImageDataset, load_dataset
 from cmzoo.engine.sampling import multistep_sample
 from cmzoo.metrics.denoising import denoising_distance, nearest_neighbour_mse
-from cmzoo.train.config import make_config
 from cmzoo.train.trainer import Trainer
 
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cmzoo.config import make_config
 from cmzoo.engine import distances
 from cmzoo.engine.distances import LPIPSDistance, find_lpips_weights, make_distance
 from cmzoo.errors import WeightsError
 from cmzoo.safe_pickle import load_numpy_pickle
-from cmzoo.train.config import make_config
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ def test_in_process_plugin_through_the_public_api():
 
 
 def test_capability_error_names_backbones_that_have_it():
-    from cmzoo.backbone import require
+    from cmzoo.plugins import require
 
     with pytest.raises(BackboneError, match="lacks; use a backbone with it: func"):
         require("function_output", cmzoo.get_backbone("dit"), "sampling at 64x64")

@@ -14,11 +14,11 @@ import pytest
 import torch
 from rich.console import Console
 
+from cmzoo.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
+from cmzoo.config import make_config
 from cmzoo.data import ImageDataset
 from cmzoo.errors import CheckpointError, ConfigError, TrainingError
 from cmzoo.train import trainer as trainer_module
-from cmzoo.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
-from cmzoo.train.config import make_config
 from cmzoo.train.trainer import Trainer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}

@@ -15,8 +15,8 @@ from rich.console import Console
 
 from cmzoo.bench import run_bench
 from cmzoo.cli import main
+from cmzoo.config import make_config
 from cmzoo.metrics.evaluate import EvalResult
-from cmzoo.train.config import make_config
 from cmzoo.train.trainer import train
 
 SCORES = EvalResult(fid=123.456, sfid=150.0, precision=0.25, recall=0.125, kid_mean=0.05, kid_std=0.01,
@@ -27,7 +27,7 @@ SCORES = EvalResult(fid=123.456, sfid=150.0, precision=0.25, recall=0.125, kid_m
 def fixed_scores(monkeypatch):
     """The Inception pass is test_metrics.py's; here every evaluation scores SCORES."""
     monkeypatch.setattr("cmzoo.metrics.evaluate.evaluate_images", lambda samples, reference, *a, **k: SCORES)
-    monkeypatch.setattr("cmzoo.metrics.inception.load_inception", lambda: None)
+    monkeypatch.setattr("cmzoo.bench.harness.load_inception", lambda: None)
 
 
 @pytest.fixture(autouse=True)

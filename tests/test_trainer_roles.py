@@ -7,9 +7,9 @@ import pytest
 import torch
 from rich.console import Console
 
+from cmzoo.config import make_config
 from cmzoo.engine.schedules import karras_sigmas
 from cmzoo.train import trainer as trainer_module
-from cmzoo.train.config import make_config
 from cmzoo.train.trainer import Trainer
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cmzoo.train.config import config_from
+from cmzoo.config import config_from
 
 Figure = Literal["params", "train", "infer", "multires", "quality", "convergence"]
 EFFICIENCY: tuple[str, ...] = ("params", "train", "infer", "multires")  # the default: quality and convergence train

@@ -12,16 +12,15 @@ from cmzoo.backbone import BackboneSpec
 from cmzoo.bench.efficiency import Bench
 from cmzoo.bench.quality import quality_train_config, score_notes, steps_for_seconds
 from cmzoo.bench.report import Record
+from cmzoo.metrics.evaluate import evaluate_run
 from cmzoo.metrics.plots import pyplot
 from cmzoo.train.tracking import written_grids
+from cmzoo.train.trainer import train
 
 
 def convergence_records(bench: Bench, spec: BackboneSpec) -> Iterator[Record]:
     """Train `spec` for max(minutes) of wall clock (K from timed steps), stopping at each point to score;
     each point's records are yielded as soon as they are measured."""
-    from cmzoo.metrics.evaluate import evaluate_run
-    from cmzoo.train.trainer import train
-
     cfg = bench.config
     minutes = sorted(cfg.minutes)
     steps_per_minute = steps_for_seconds(bench, spec, 60.0)

@@ -17,9 +17,11 @@ from cmzoo.bench.config import BenchConfig
 from cmzoo.bench.flops import count_flops
 from cmzoo.bench.measure import PeakMemory, Timing, time_call
 from cmzoo.bench.report import Record
+from cmzoo.config import make_config
 from cmzoo.data import ImageDataset
 from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
 from cmzoo.plugins import build_backbone
+from cmzoo.train.trainer import Trainer
 
 
 def multires_fps(seconds_per_image: Sequence[float], sizes: int) -> float:
@@ -127,9 +129,6 @@ def params_record(bench: Bench, spec: BackboneSpec, resolution: int) -> Record:
 def train_record(bench: Bench, spec: BackboneSpec, resolution: int) -> Record:
     """Time and peak memory of full consistency-training steps: data, online and target forwards, the
     distance, backward, optimizer and both EMAs — the trainer's own `train_step`."""
-    from cmzoo.train.config import make_config
-    from cmzoo.train.trainer import Trainer
-
     cfg, b = bench.config, bench.config.batch_size
     images = torch.randint(0, 256, (max(b, 16), 3, resolution, resolution), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(cfg.seed))

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from cmzoo.backbone import BackboneSpec
 from cmzoo.bench.config import BenchConfig, make_bench_config
+from cmzoo.bench.convergence import convergence_records, plot_convergence
 from cmzoo.bench.efficiency import (
     Bench,
     function_records,
@@ -21,10 +22,13 @@ from cmzoo.bench.efficiency import (
     warm_up_process,
 )
 from cmzoo.bench.flops import peak_tflops
+from cmzoo.bench.page import write_bench_report
+from cmzoo.bench.quality import plot_stability, quality_record
 from cmzoo.bench.report import BenchResult, Record, environment, print_summary, write_results
+from cmzoo.device import resolve_device
+from cmzoo.metrics.inception import load_inception
 from cmzoo.plugins import get_backbone
 from cmzoo.progress import progress_bar, stderr_console
-from cmzoo.train.distributed import resolve_device
 
 
 def run_bench(config: BenchConfig | None = None, console: Console | None = None, command: str | None = None,
@@ -81,20 +85,14 @@ def run_bench(config: BenchConfig | None = None, console: Console | None = None,
         rows.append(("multi-resolution FPS", lambda: [multires_record(bench, spec, result.records) for spec in specs]))
     metrics: dict[str, Path] = {}
     if figures & {"quality", "convergence"}:
-        from cmzoo.metrics.inception import load_inception
-
         load_inception()  # missing Inception weights fail before any training
     if "quality" in figures:
-        from cmzoo.bench.quality import plot_stability, quality_record
-
         def quality(spec: BackboneSpec) -> list[Record]:
             record, metrics[spec.name] = quality_record(bench, spec)
             return [record]
 
         rows += [(f"{spec.name} quality", lambda spec=spec: quality(spec)) for spec in specs]
     if "convergence" in figures:
-        from cmzoo.bench.convergence import convergence_records, plot_convergence
-
         rows += [(f"{spec.name} convergence", lambda spec=spec: convergence_records(bench, spec)) for spec in specs]
 
     with progress_bar("bench", "{task.fields[row]}", console) as progress:
@@ -111,9 +109,7 @@ def run_bench(config: BenchConfig | None = None, console: Console | None = None,
         curve = plot_convergence(result.records, out / "convergence.png")
         if curve:
             result.files.append(curve)
-    from cmzoo.report import write_report  # not at the top: cmzoo.report imports cmzoo.bench
-
     result.files = write_results(result, out)
-    result.files.append(write_report(out))
+    result.files.append(write_bench_report(out))
     print_summary(result, console)
     return result

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -15,11 +14,10 @@ from cmzoo.backbone import BackboneSpec
 from cmzoo.bench.efficiency import Bench
 from cmzoo.bench.measure import time_call
 from cmzoo.bench.report import Record
+from cmzoo.config import TrainConfig, make_config
+from cmzoo.metrics.evaluate import EvalResult, evaluate_run
 from cmzoo.metrics.plots import plot_training_stability
-from cmzoo.train.config import TrainConfig, make_config
-
-if TYPE_CHECKING:
-    from cmzoo.metrics.evaluate import EvalResult
+from cmzoo.train.trainer import Trainer, train
 
 
 def quality_train_config(bench: Bench, spec: BackboneSpec, steps: int) -> TrainConfig:
@@ -35,8 +33,6 @@ def quality_train_config(bench: Bench, spec: BackboneSpec, steps: int) -> TrainC
 
 def steps_for_seconds(bench: Bench, spec: BackboneSpec, seconds: float) -> int:
     """How many training steps of this backbone fit in `seconds`, from a few timed steps."""
-    from cmzoo.train.trainer import Trainer
-
     trainer = Trainer(quality_train_config(bench, spec, bench.config.steps), console=Console(quiet=True))
     step_s = time_call(trainer.train_step, bench.device, warmup=1, repeats=3).median
     return max(1, int(seconds / step_s))
@@ -44,9 +40,6 @@ def steps_for_seconds(bench: Bench, spec: BackboneSpec, seconds: float) -> int:
 
 def quality_record(bench: Bench, spec: BackboneSpec) -> tuple[Record, Path]:
     """Train one backbone under the protocol and score its one-step samples; (record, metrics.jsonl)."""
-    from cmzoo.metrics.evaluate import evaluate_run
-    from cmzoo.train.trainer import train
-
     cfg = bench.config
     steps = steps_for_seconds(bench, spec, cfg.seconds) if cfg.seconds else cfg.steps
     config = quality_train_config(bench, spec, steps)
@@ -63,7 +56,7 @@ def quality_record(bench: Bench, spec: BackboneSpec) -> tuple[Record, Path]:
     return record, Path(run_dir) / "metrics.jsonl"
 
 
-def score_notes(result: "EvalResult") -> dict[str, object]:
+def score_notes(result: EvalResult) -> dict[str, object]:
     """The numbers of an evaluation beside its FID (the record's value), for a record's notes."""
     return {k: v for k, v in asdict(result).items() if k not in ("fid", "reference_name", "kid_subset_size")}
 

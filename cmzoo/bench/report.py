@@ -17,6 +17,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from cmzoo.metrics.plots import pyplot
+
 # Paper Table 2: multi-resolution sampling FPS (32 + 64 + 128 px) on CelebA 64.
 PAPER_MULTIRES_FPS = {"unet": 83.64, "uvit": 83.58, "dit": 96.61, "func": 447.02}
 
@@ -258,8 +260,6 @@ BAR_FIGURES: list[tuple[str, str, str, str]] = [  # (figure, record attribute, t
 
 def plot_efficiency(records: list[Record], path: Path) -> Path | None:
     """Grouped bars (backbones within each resolution) for every efficiency figure that was measured."""
-    from cmzoo.metrics.plots import pyplot
-
     panels = [p for p in BAR_FIGURES if any(r.figure == p[0] and not r.error for r in records)]
     if not panels:
         return None

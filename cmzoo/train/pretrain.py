@@ -16,15 +16,14 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 
-from cmzoo.backbone import require
+from cmzoo.checkpoint import save_checkpoint
+from cmzoo.config import TrainConfig
 from cmzoo.data import ImageDataset, load_dataset, native_resolution, resize_square
+from cmzoo.device import resolve_device
 from cmzoo.engine.parameterization import c_in
 from cmzoo.errors import ConfigError, DataError
-from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
-from cmzoo.train.checkpoint import save_checkpoint
-from cmzoo.train.config import TrainConfig
-from cmzoo.train.distributed import resolve_device
 from cmzoo.train.tracking import open_run_log
 
 

@@ -17,7 +17,7 @@ import torch
 
 from cmzoo.engine.sampling import Size
 from cmzoo.errors import ConfigError
-from cmzoo.train.grids import save_png
+from cmzoo.grids import save_png
 
 TENSORBOARD_MISSING = "--log tensorboard needs tensorboard: pip install tensorboard"
 STEP_KEYS = ("step", "pretrain_step")

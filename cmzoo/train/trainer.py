@@ -14,21 +14,23 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from cmzoo.backbone import require
+import cmzoo.checkpoint as checkpoint
+from cmzoo.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
 from cmzoo.data import ImageDataset, batch_indices, load_dataset
 from cmzoo.engine.distances import l2, make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
 from cmzoo.engine.loss import consistency_loss, denoising_loss
 from cmzoo.engine.parameterization import ConsistencyFunction
 from cmzoo.engine.recipes import get_recipe
+from cmzoo.engine.sampling import Size
 from cmzoo.errors import CheckpointError, DataError, TrainingError
+from cmzoo.grids import grid_image
 from cmzoo.metrics.denoising import denoising_distances
 from cmzoo.metrics.plots import plot_denoising_distances
-from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
-from cmzoo.train import checkpoint, distributed
-from cmzoo.train.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
-from cmzoo.train.grids import sample_grids
+from cmzoo.run import Run, generate
+from cmzoo.train import distributed
 from cmzoo.train.pretrain import pretrain_steps
 from cmzoo.train.tracking import RunLog, open_run_log, summary_writer
 
@@ -341,6 +343,23 @@ class Trainer:
         x0, labels = x0.to(self.device), (labels.to(self.device) if labels is not None else None)
         dist = denoising_distances(self.ema, x0, self.config.denoise_sigmas, self.config.seed, labels)
         return {f"{s:g}": d for s, d in dist.items()}
+
+
+def grid_sizes(trainer: Trainer) -> list[tuple[int, int]]:
+    """The training size; function backbones also render at twice that and at `config.grid_sizes`."""
+    res = trainer.config.resolution
+    sizes = [(res, res)]
+    if trainer.spec.capabilities.function_output:
+        sizes += [(2 * res, 2 * res)] + [tuple(s) for s in trainer.config.grid_sizes]
+    return list(dict.fromkeys(sizes))
+
+
+def sample_grids(trainer: Trainer) -> dict[Size, torch.Tensor]:
+    """The trainer's one-step samples as uint8 grids, one per render size (see `grid_sizes`)."""
+    run = Run(trainer.ema, trainer.config, trainer.spec, trainer.step, trainer.num_classes, trainer.data.images.shape[1])
+    cfg = trainer.config
+    images, _ = generate(run, cfg.grid_size, steps=1, seed=cfg.seed + 1, sizes=grid_sizes(trainer))
+    return {size: grid_image(batch) for size, batch in images.items()}
 
 
 def schedule_text(metrics: dict[str, float]) -> str:
