@@ -184,13 +184,21 @@ def test_a_greyscale_run_trains_samples_and_renders_with_one_channel(tmp_path, b
     data = tmp_path / "grey.npz"
     np.savez(data, images=np.random.default_rng(0).integers(0, 256, (8, 32, 32), dtype=np.uint8))
     run = str(tmp_path / "run")
-    args = ["train", "--backbone", backbone, "--data", str(data), "--batch-size", "4", "--steps", "1",
+    args = ["train", "--backbone", backbone, "--data", str(data), "--batch-size", "4", "--steps", "20",
             "--pretrain-steps", "0", "--out", run]
     assert main(args) == 0
     loaded = load_run(run)
     assert loaded.channels == 1
-    sizes = [(32, 32), (48, 48)] if backbone == "func" else None
+    sizes = [(32, 32), (64, 64)] if backbone == "func" else None
     images, _ = generate(loaded, 2, sizes=sizes)
     assert {tuple(v.shape) for v in images.values()} == {(2, 1, h, w) for h, w in (sizes or [(32, 32)])}
-    assert main(["sample", "--run", run, "--n", "2", "--out", str(tmp_path / "s.png")]) == 0
-    assert Image.open(tmp_path / "s.png").size == (34, 2 * 33 + 1)  # a 1×2 grid of 32-px images
+    out = tmp_path / "s.png"
+    if backbone == "func":  # the CLI renders the same functions at 2×
+        fns = str(tmp_path / "f.safetensors")
+        assert main(["sample", "--run", run, "--n", "4", "--sizes", "32,64", "--save-functions", fns, "--out", str(out)]) == 0
+        assert Image.open(tmp_path / "s_64x64.png").size == (2 * 65 + 1, 2 * 65 + 1)
+        assert main(["render", fns, "--size", "64", "--out", str(tmp_path / "r.png")]) == 0
+        assert Image.open(tmp_path / "r.png").size == (2 * 65 + 1, 2 * 65 + 1)
+    else:
+        assert main(["sample", "--run", run, "--n", "2", "--out", str(out)]) == 0
+        assert Image.open(out).size == (34, 2 * 33 + 1)  # a 1×2 grid of 32-px images

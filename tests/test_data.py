@@ -63,7 +63,7 @@ def test_cifar_batches_folder(tmp_path):
         (lambda p: (p / "x.txt").write_text("hi") and p / "x.txt", "is not a .npz"),
         (lambda p: (p / "bad.png").write_bytes(b"not a png") and p, "cannot read image"),
         (lambda p: np.savez(p / "n.npz", pics=np.zeros(3)) or p / "n.npz", "has no array 'images'"),
-        (lambda p: np.savez(p / "n.npz", images=np.zeros((2, 8, 8), np.uint8)) or p / "n.npz", "must be \\(N, H, W, 3\\)"),
+        (lambda p: np.savez(p / "n.npz", images=np.zeros((2, 8, 8, 2), np.uint8)) or p / "n.npz", "must be \\(N, H, W, 3\\) or greyscale \\(N, H, W\\[, 1\\]\\) uint8, got \\(2, 8, 8, 2\\)"),
         (lambda p: p, "no images"),
     ],
 )

@@ -23,14 +23,7 @@ from cmzoo_func.image_function import (
 from cmzoo_func.model import GroupedWeights
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Two OpenMP threads on 2 shared cores spin against any other busy process (a 28 ms step took
-    # 3 s); one thread keeps these small models fast and the timing of this file predictable.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def n_params(module: torch.nn.Module) -> int:

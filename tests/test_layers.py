@@ -1,7 +1,7 @@
 """The package's imports point one way: each module imports only from its own layer or those below.
 
-Layers, bottom-up (the layout paragraph of README.md says what each holds). A module-level import of a higher layer,
-an import inside a function (other than the CLI's deliberate lazy imports), or an import cycle fails.
+Layers, bottom-up (docs/design.md says what each holds). A module-level import of a higher layer, an
+import inside a function (other than the CLI's deliberate lazy imports), or an import cycle fails.
 """
 
 import ast

@@ -123,15 +123,6 @@ def test_multistep_clamps_each_intermediate_image_and_one_step_is_not_clamped():
     torch.testing.assert_close(out, x)
 
 
-@pytest.fixture
-def one_thread():
-    # As in test_func.py: two OpenMP threads on 2 shared cores make a tiny func forward 100× slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("sigmas", [[SIGMA_MAX], [SIGMA_MAX, 2.0], [SIGMA_MAX, 10.0, 2.0]])
 def test_sample_at_sizes_is_multistep_sample_at_the_training_size(sigmas, one_thread):
     torch.manual_seed(0)

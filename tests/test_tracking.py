@@ -28,13 +28,7 @@ device = "cpu"
 """
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # As in test_func.py: two OpenMP threads on 2 shared cores spin against any other busy process.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def events(logdir):

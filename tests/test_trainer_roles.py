@@ -13,13 +13,7 @@ from cmzoo.train import trainer as trainer_module
 from cmzoo.train.trainer import Trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # As in test_func.py: two OpenMP threads on 2 shared cores spin against any other busy process.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _trainer(tmp_path, **overrides):
