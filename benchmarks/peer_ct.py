@@ -139,7 +139,7 @@ def main() -> None:
             "batch_size": args.batch_size, "lr": args.lr, "sample_ema": args.sample_ema,
             "recipe": "ct curriculum s0 2 → s1 6, μ0 0.9, l2, RAdam", "data": "shapes[2048] at 32 px"}
     (out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    lines = [f"# Peer check: cmzoo's trainer vs a loop written from the reference code", "",
+    lines = ["# Peer check: cmzoo's trainer vs a loop written from the reference code", "",
              f"`{meta['command']}` — {meta['date']}, {meta['machine']}", "",
              f"func/tiny on {meta['data']}, {args.steps} steps, batch {args.batch_size}, {meta['recipe']}, "
              f"lr {args.lr}, sample EMA {args.sample_ema}. One-step samples from the sample EMA, same noise for "

@@ -5,7 +5,6 @@ import json
 import sys
 
 import pytest
-import torch
 
 from cmzoo.cli import main
 from cmzoo.train.tracking import scalar_items
