@@ -1,6 +1,6 @@
 """cmzoo: consistency models with swappable generator backbones."""
 
-from cmzoo.backbone import BackboneConfig, BackboneSpec, Capabilities, ImageFunction
+from cmzoo.backbone import BackboneConfig, BackboneSpec, Capabilities, ImageFunction, TransformerConfig
 from cmzoo.errors import BackboneError, CmzooError, ConfigError
 from cmzoo.plugins import (
     create_backbone,
@@ -34,6 +34,7 @@ __all__ = [
     "CmzooError",
     "ConfigError",
     "ImageFunction",
+    "TransformerConfig",
     "create_backbone",
     "edit",
     "get_backbone",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from cmzoo.errors import ConfigError
@@ -30,6 +30,21 @@ class BackboneConfig(BaseModel):
     """Base of every plugin's config model: unknown fields are rejected, instances are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TransformerConfig(BackboneConfig):
+    """The fields every patch-Transformer backbone shares; the heads must divide the width."""
+
+    dim: int = Field(768, gt=0)
+    num_heads: int = Field(12, gt=0)
+    patch_size: int | None = Field(None, gt=0)  # None: the paper's rule, 4 at ≤ 64 px and 8 above
+    mlp_ratio: float = Field(4.0, gt=0)
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> "TransformerConfig":
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}; choose a divisor")
+        return self
 
 
 @dataclass(frozen=True)

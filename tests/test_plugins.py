@@ -107,3 +107,9 @@ def test_capability_error_names_backbones_that_have_it():
 
     with pytest.raises(BackboneError, match="lacks; use a backbone with it: func"):
         require("function_output", cmzoo.get_backbone("dit"), "sampling at 64x64")
+
+
+@pytest.mark.parametrize("backbone", ["dit", "uvit", "func"])
+def test_transformer_backbones_need_heads_that_divide_the_width(backbone):
+    with pytest.raises(ConfigError, match=f"backbone '{backbone}': .*dim 130 is not divisible by num_heads 4; choose a divisor"):
+        cmzoo.get_backbone(backbone).make_config("tiny", dim=130)

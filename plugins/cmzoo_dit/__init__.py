@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
+from cmzoo import BackboneSpec, Capabilities, TransformerConfig, hookimpl
 from cmzoo_dit.model import DiT
 
 
-class DiTConfig(BackboneConfig):
-    dim: int = 768
+class DiTConfig(TransformerConfig):
     depth: int = 15
-    num_heads: int = 12
-    patch_size: int | None = None  # None: the paper's rule, 4 at ≤ 64 px and 8 above
-    mlp_ratio: float = 4.0
     dropout: float = 0.0
 
 

@@ -6,34 +6,24 @@ the input's size, and the same function renders at any other size (paper §3.2�
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
+from cmzoo import BackboneSpec, Capabilities, TransformerConfig, hookimpl
 from cmzoo_func.image_function import INRImageFunction
 from cmzoo_func.model import FunctionGenerator
 
 __all__ = ["PRESETS", "FuncConfig", "FunctionGenerator", "INRImageFunction"]
 
 
-class FuncConfig(BackboneConfig):
-    dim: int = Field(768, gt=0)
+class FuncConfig(TransformerConfig):
     encoder_depth: int = Field(8, ge=0)  # N: DiT adaLN-Zero blocks of the feature-extraction module
     decoder_depth: int = Field(6, ge=1)  # M: decoder blocks of the function-prediction module
-    num_heads: int = Field(12, gt=0)
-    patch_size: int | None = Field(None, gt=0)  # None: the paper's rule, 4 at ≤ 64 px and 8 above
     inr_depth: int = Field(5, ge=1)  # linear layers of the INR (the last one maps to the channels)
     inr_width: int = Field(256, gt=0)  # hidden width of the INR
     n_groups: int = Field(64, gt=0)  # weight tokens per INR layer (fewer when the layer is narrower)
     n_freqs: int = Field(64, gt=0)  # Fourier frequencies per coordinate axis → 4·n_freqs INR inputs
     max_freq: float = Field(1024.0, ge=1.0)  # frequencies are log-spaced from 1 to max_freq
-    mlp_ratio: float = Field(4.0, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
-
-    @model_validator(mode="after")
-    def _heads_divide_dim(self) -> FuncConfig:
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}; choose a divisor")
-        return self
 
 
 PRESETS = {

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator, model_validator
+from pydantic import field_validator
 
-from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
+from cmzoo import BackboneSpec, Capabilities, TransformerConfig, hookimpl
 from cmzoo_uvit.model import UViT
 
 
-class UViTConfig(BackboneConfig):
-    dim: int = 768
+class UViTConfig(TransformerConfig):
     depth: int = 15  # in-blocks + 1 mid block + out-blocks: 15 → 7 / 1 / 7
-    num_heads: int = 12
-    mlp_ratio: float = 4.0
     qkv_bias: bool = False
-    patch_size: int | None = None  # None: the paper's rule, 4 at ≤ 64 px and 8 above
     final_conv: bool = True  # 3×3 conv on the unpatchified output
     long_skips: bool = True  # out-block i fuses in-block (n − i) by concat → Linear(2·dim → dim)
 
@@ -25,11 +21,6 @@ class UViTConfig(BackboneConfig):
             raise ValueError(f"must be odd and ≥ 1 (in + 1 mid + out blocks), got {depth}; e.g. 15 = 7 + 1 + 7")
         return depth
 
-    @model_validator(mode="after")
-    def _heads_divide_dim(self) -> UViTConfig:
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
-        return self
 
 
 PRESETS = {
