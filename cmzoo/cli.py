@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import torch
 
 from cmzoo.engine.distances import DISTANCES
+from cmzoo.engine.recipes import RECIPES
 from cmzoo.errors import CmzooError, ConfigError
 from cmzoo.plugins import require
 
@@ -102,6 +103,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="consistency-train a backbone")
+    p.add_argument("--backbone", help="backbone name (`cmzoo backbones` lists them)")
+    p.add_argument("--preset", help="backbone preset, e.g. tiny or paper")
+    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
+    p.add_argument("--recipe", help=f"{', '.join(RECIPES)} (default: ect for the tiny preset, else ct)")
+    p.add_argument("--data", help="image folder, .npz, CIFAR-10 folder, or 'shapes' (default)")
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--steps", type=int, help="training steps K (the curriculum's length)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=("radam", "adam"), help="default: the recipe's (radam for the paper's)")
+    p.add_argument("--distance", help=f"{', '.join(DISTANCES)} (default: the recipe's)")
+    p.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
+    p.add_argument("--class-conditional", action="store_true", help="condition on the data set's labels")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--sample-every", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--keep-checkpoints", type=int, metavar="K", help="keep the newest K checkpoints (default 3)")
+    p.add_argument("--grad-accum", type=int, metavar="M", help="split each step's batch into M micro-batches")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision (default fp32)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the online and target forwards")
+    p.add_argument("--max-bad-steps", type=int, help="skip up to this many non-finite-loss steps (default 0)")
+    p.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")
+    p.add_argument("--pretrain-steps", type=int, help="reconstruction pre-training steps run first "
+                   "(function backbones; default min(500, 2 × steps) for the tiny preset from scratch, else 0)")
+    p.add_argument("--log", choices=("jsonl", "tensorboard"), help="metrics.jsonl and PNG grids are always written; "
+                   "tensorboard: event files in the run directory as well (pip install tensorboard)")
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
+    p.set_defaults(handler=cmd_train)
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from cmzoo.run import generate, load_run
     from cmzoo.grids import save_grid
@@ -122,6 +158,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_sample_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sample", help="generate images from a trained run")
+    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sizes", help="function backbones: sizes to render, e.g. 32,64,128,96x48")
+    p.add_argument("--save-functions", metavar="F.safetensors", help="function backbones: save the image functions")
+    p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="samples.png", metavar="FILE.png")
+    p.set_defaults(handler=cmd_sample)
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from cmzoo.run import load_image_function
     from cmzoo.grids import save_grid
@@ -132,6 +183,14 @@ def cmd_render(args: argparse.Namespace) -> int:
         images = functions.render(height, width).clamp(-1, 1)
     print(f"wrote {save_grid(images, Path(args.out))}")
     return 0
+
+
+def add_render_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("render", help="render saved image functions at any size")
+    p.add_argument("functions", metavar="F.safetensors")
+    p.add_argument("--size", required=True, help="H or HxW, e.g. 512x256")
+    p.add_argument("--out", default="render.png", metavar="FILE.png")
+    p.set_defaults(handler=cmd_render)
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
@@ -147,6 +206,23 @@ def cmd_edit(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_edit_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("edit", help="zero-shot inpainting or super-resolution with a trained run")
+    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p.add_argument("--image", required=True, metavar="X.png", help="inpaint: the image (cropped to a square and "
+                   "resized to the training size); superres: the low-resolution image, its side dividing the training size")
+    p.add_argument("--task", required=True, choices=("inpaint", "superres"))
+    p.add_argument("--mask", metavar="M.png", help="inpaint: the image's size, white = generate, black = keep "
+                   "(grey levels thresholded at 0.5)")
+    p.add_argument("--size", help="function backbones: output size H or HxW (default: the training size)")
+    p.add_argument("--steps", nargs="+", help="a step count (default 8), or decreasing σ values")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="edit.png", metavar="FILE.png")
+    p.set_defaults(handler=cmd_edit)
+
+
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from cmzoo.editing import interpolate
     from cmzoo.run import load_run
@@ -159,6 +235,18 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("interpolate", help="one-step samples from noise slerped between two seeds, as a strip")
+    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    p.add_argument("--seeds", required=True, nargs=2, type=int, metavar=("A", "B"), help="the end frames' seeds")
+    p.add_argument("--frames", type=int, default=8, help="frames, both ends included (default 8)")
+    p.add_argument("--size", help="function backbones: frame size H or HxW (default: the training size)")
+    p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="interpolation.png", metavar="FILE.png")
+    p.set_defaults(handler=cmd_interpolate)
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from cmzoo.config import make_config
     from cmzoo.train.pretrain import pretrain
@@ -167,6 +255,30 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     run_dir = pretrain(make_config(args.config, **given, backbone_overrides=parse_overrides(args.set) if args.set else None))
     print(f"pre-training run written to {run_dir}; continue with `cmzoo train --init-from {run_dir}`")
     return 0
+
+
+def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="reconstruction pre-training of a function backbone (paper §3.4)")
+    p.add_argument("--backbone", default=None)
+    p.add_argument("--preset")
+    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
+    p.add_argument("--data")
+    p.add_argument("--resolution", type=int, help="input size (default 32)")
+    p.add_argument("--render-resolution", type=int, metavar="R",
+                   help="supervise the functions at R px (above the input size; the data must have R px)")
+    p.add_argument("--holdout", type=int, metavar="N", help="last N images never trained on; their PSNR is "
+                   "logged every --sample-every steps (default min(256, N/10))")
+    p.add_argument("--sample-every", type=int, help="held-out PSNR every this many steps (default 200)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-4)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--log", choices=("jsonl", "tensorboard"),
+                   help="metrics.jsonl is always written; tensorboard: event files in the run directory as well")
+    p.add_argument("--out")
+    p.add_argument("--config", metavar="FILE.toml")
+    p.set_defaults(handler=cmd_pretrain)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -196,6 +308,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="FID, sFID, precision/recall, KID (and IS) of a run or of images")
+    p.add_argument("--run", metavar="RUN_DIR", help="generate samples from this run")
+    p.add_argument("--images", metavar="FOLDER_OR_NPZ", help="score these images instead")
+    p.add_argument("--data", required=True, help="reference data (folder, .npz, CIFAR-10 folder)")
+    p.add_argument("--n", type=int, default=50_000, help="samples to generate (paper: 50,000)")
+    p.add_argument("--n-reference", type=int, help="use only the first N reference images (default: all)")
+    p.add_argument("--size", help="evaluation size N or NxN (default: the run's resolution)")
+    p.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None)
+    p.add_argument("--inception-weights", help="torch-fidelity Inception weights file, for IS")
+    p.add_argument("--out", default="eval.json", metavar="FILE.json")
+    p.set_defaults(handler=cmd_eval)
+
+
 def cmd_backbones(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -218,6 +347,11 @@ def cmd_backbones(args: argparse.Namespace) -> int:
 # ---- parser --------------------------------------------------------------------------------------
 
 
+def add_backbones_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("backbones", help="list installed backbones, their capabilities and presets")
+    p.set_defaults(handler=cmd_backbones)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from cmzoo.bench import make_bench_config, run_bench
 
@@ -236,6 +370,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="compare backbones: parameters, FLOPs, train/inference speed, memory, quality")
+    p.add_argument("--backbones", help="comma-separated (default: unet,uvit,dit,func)")
+    p.add_argument("--preset", help="backbone preset for every backbone (default tiny; the paper's: paper)")
+    p.add_argument("--resolutions", help="comma-separated px (default 32,64,128)")
+    p.add_argument("--only", help="figures, comma-separated: params,train,infer,multires,quality,convergence "
+                                  "(default: all but quality and convergence, which train every backbone)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--batch-size", type=int, help="per training step and per inference call (default 8)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="autocast precision (default fp32)")
+    p.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+    p.add_argument("--warmup", type=int, help="untimed calls before timing (default 2)")
+    p.add_argument("--repeats", type=int, help="timed repetitions; the median is reported (default 5)")
+    p.add_argument("--multires-base", type=int, help="function backbones' training size for multires (default 64)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--data", help="quality: training and reference data (default: shapes)")
+    p.add_argument("--quality-resolution", type=int, help="quality: training size (default: first resolution)")
+    p.add_argument("--steps", type=int, help="quality: training steps per backbone (default 400)")
+    p.add_argument("--seconds", type=float, help="quality: wall-clock budget per backbone instead of --steps")
+    p.add_argument("--quality-batch-size", type=int, help="quality: training batch (default 32)")
+    p.add_argument("--recipe", help="quality and train: recipe (default: the preset's)")
+    p.add_argument("--n-eval", type=int, help="quality: one-step samples scored per backbone (default 1000)")
+    p.add_argument("--n-reference", type=int, help="quality: reference images (default: all)")
+    p.add_argument("--minutes", help="convergence: training minutes at which to score, e.g. 5,10,20,40")
+    p.add_argument("--out", help="results folder (default runs/bench)")
+    p.add_argument("--config", metavar="FILE.toml", help="BenchConfig fields; flags override them")
+    p.set_defaults(handler=cmd_bench)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from cmzoo.bench.page import write_bench_report
     from cmzoo.report import write_report
@@ -245,164 +408,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_report_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="one self-contained report.html for a run directory or a bench results folder")
+    p.add_argument("path", metavar="RUN_DIR_OR_BENCH_FOLDER")
+    p.add_argument("--out", metavar="FILE.html", help="default: PATH/report.html")
+    p.set_defaults(handler=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cmzoo", description="Consistency models with swappable backbones.")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    t = sub.add_parser("train", help="consistency-train a backbone")
-    t.add_argument("--backbone", help="backbone name (`cmzoo backbones` lists them)")
-    t.add_argument("--preset", help="backbone preset, e.g. tiny or paper")
-    t.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
-    t.add_argument("--recipe", help="ct (paper), ict, or ct-short (CPU default)")
-    t.add_argument("--data", help="image folder, .npz, CIFAR-10 folder, or 'shapes' (default)")
-    t.add_argument("--resolution", type=int)
-    t.add_argument("--steps", type=int, help="training steps K (the curriculum's length)")
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--optimizer", choices=("radam", "adam"), help="default: the recipe's (radam for the paper's)")
-    t.add_argument("--distance", help=f"{', '.join(DISTANCES)} (default: the recipe's)")
-    t.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
-    t.add_argument("--class-conditional", action="store_true", help="condition on the data set's labels")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    t.add_argument("--sample-every", type=int)
-    t.add_argument("--checkpoint-every", type=int)
-    t.add_argument("--keep-checkpoints", type=int, metavar="K", help="keep the newest K checkpoints (default 3)")
-    t.add_argument("--grad-accum", type=int, metavar="M", help="split each step's batch into M micro-batches")
-    t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision (default fp32)")
-    t.add_argument("--compile", action="store_true", help="torch.compile the online and target forwards")
-    t.add_argument("--max-bad-steps", type=int, help="skip up to this many non-finite-loss steps (default 0)")
-    t.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")
-    t.add_argument("--pretrain-steps", type=int, help="reconstruction pre-training steps run first "
-                   "(function backbones; default min(500, 2 × steps) for the tiny preset from scratch, else 0)")
-    t.add_argument("--log", choices=("jsonl", "tensorboard"), help="metrics.jsonl and PNG grids are always written; "
-                   "tensorboard: event files in the run directory as well (pip install tensorboard)")
-    t.add_argument("--out", help="run directory")
-    t.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
-    t.set_defaults(handler=cmd_train)
-
-    s = sub.add_parser("sample", help="generate images from a trained run")
-    s.add_argument("--run", required=True, metavar="RUN_DIR")
-    s.add_argument("--n", type=int, default=64)
-    s.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sizes", help="function backbones: sizes to render, e.g. 32,64,128,96x48")
-    s.add_argument("--save-functions", metavar="F.safetensors", help="function backbones: save the image functions")
-    s.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--out", default="samples.png", metavar="FILE.png")
-    s.set_defaults(handler=cmd_sample)
-
-    r = sub.add_parser("render", help="render saved image functions at any size")
-    r.add_argument("functions", metavar="F.safetensors")
-    r.add_argument("--size", required=True, help="H or HxW, e.g. 512x256")
-    r.add_argument("--out", default="render.png", metavar="FILE.png")
-    r.set_defaults(handler=cmd_render)
-
-    add_edit_parsers(sub)
-
-    p = sub.add_parser("pretrain", help="reconstruction pre-training of a function backbone (paper §3.4)")
-    p.add_argument("--backbone", default=None)
-    p.add_argument("--preset")
-    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
-    p.add_argument("--data")
-    p.add_argument("--resolution", type=int, help="input size (default 32)")
-    p.add_argument("--render-resolution", type=int, metavar="R",
-                   help="supervise the functions at R px (above the input size; the data must have R px)")
-    p.add_argument("--holdout", type=int, metavar="N", help="last N images never trained on; their PSNR is "
-                   "logged every --sample-every steps (default min(256, N/10))")
-    p.add_argument("--sample-every", type=int, help="held-out PSNR every this many steps (default 200)")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-4)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device")
-    p.add_argument("--log", choices=("jsonl", "tensorboard"),
-                   help="metrics.jsonl is always written; tensorboard: event files in the run directory as well")
-    p.add_argument("--out")
-    p.add_argument("--config", metavar="FILE.toml")
-    p.set_defaults(handler=cmd_pretrain)
-
-    e = sub.add_parser("eval", help="FID, sFID, precision/recall, KID (and IS) of a run or of images")
-    e.add_argument("--run", metavar="RUN_DIR", help="generate samples from this run")
-    e.add_argument("--images", metavar="FOLDER_OR_NPZ", help="score these images instead")
-    e.add_argument("--data", required=True, help="reference data (folder, .npz, CIFAR-10 folder)")
-    e.add_argument("--n", type=int, default=50_000, help="samples to generate (paper: 50,000)")
-    e.add_argument("--n-reference", type=int, help="use only the first N reference images (default: all)")
-    e.add_argument("--size", help="evaluation size N or NxN (default: the run's resolution)")
-    e.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=int, default=64)
-    e.add_argument("--device", default=None)
-    e.add_argument("--inception-weights", help="torch-fidelity Inception weights file, for IS")
-    e.add_argument("--out", default="eval.json", metavar="FILE.json")
-    e.set_defaults(handler=cmd_eval)
-
-    n = sub.add_parser("bench", help="compare backbones: parameters, FLOPs, train/inference speed, memory, quality")
-    n.add_argument("--backbones", help="comma-separated (default: unet,uvit,dit,func)")
-    n.add_argument("--preset", help="backbone preset for every backbone (default tiny; the paper's: paper)")
-    n.add_argument("--resolutions", help="comma-separated px (default 32,64,128)")
-    n.add_argument("--only", help="figures, comma-separated: params,train,infer,multires,quality,convergence "
-                                  "(default: all but quality and convergence, which train every backbone)")
-    n.add_argument("--device", help="auto, cpu, cuda, cuda:N")
-    n.add_argument("--batch-size", type=int, help="per training step and per inference call (default 8)")
-    n.add_argument("--precision", choices=("fp32", "bf16"), help="autocast precision (default fp32)")
-    n.add_argument("--compile", action="store_true", help="time torch.compile'd models")
-    n.add_argument("--warmup", type=int, help="untimed calls before timing (default 2)")
-    n.add_argument("--repeats", type=int, help="timed repetitions; the median is reported (default 5)")
-    n.add_argument("--multires-base", type=int, help="function backbones' training size for multires (default 64)")
-    n.add_argument("--seed", type=int)
-    n.add_argument("--data", help="quality: training and reference data (default: shapes)")
-    n.add_argument("--quality-resolution", type=int, help="quality: training size (default: first resolution)")
-    n.add_argument("--steps", type=int, help="quality: training steps per backbone (default 400)")
-    n.add_argument("--seconds", type=float, help="quality: wall-clock budget per backbone instead of --steps")
-    n.add_argument("--quality-batch-size", type=int, help="quality: training batch (default 32)")
-    n.add_argument("--recipe", help="quality and train: recipe (default: the preset's)")
-    n.add_argument("--n-eval", type=int, help="quality: one-step samples scored per backbone (default 1000)")
-    n.add_argument("--n-reference", type=int, help="quality: reference images (default: all)")
-    n.add_argument("--minutes", help="convergence: training minutes at which to score, e.g. 5,10,20,40")
-    n.add_argument("--out", help="results folder (default runs/bench)")
-    n.add_argument("--config", metavar="FILE.toml", help="BenchConfig fields; flags override them")
-    n.set_defaults(handler=cmd_bench)
-
-    o = sub.add_parser("report", help="one self-contained report.html for a run directory or a bench results folder")
-    o.add_argument("path", metavar="RUN_DIR_OR_BENCH_FOLDER")
-    o.add_argument("--out", metavar="FILE.html", help="default: PATH/report.html")
-    o.set_defaults(handler=cmd_report)
-
-    b = sub.add_parser("backbones", help="list installed backbones, their capabilities and presets")
-    b.set_defaults(handler=cmd_backbones)
+    for add in (add_train_parser, add_sample_parser, add_render_parser, add_edit_parser, add_interpolate_parser,
+                add_pretrain_parser, add_eval_parser, add_bench_parser, add_report_parser, add_backbones_parser):
+        add(sub)
     return parser
-
-
-def add_edit_parsers(sub: argparse._SubParsersAction) -> None:
-    """`cmzoo edit` (zero-shot inpainting and super-resolution) and `cmzoo interpolate`."""
-    e = sub.add_parser("edit", help="zero-shot inpainting or super-resolution with a trained run")
-    e.add_argument("--run", required=True, metavar="RUN_DIR")
-    e.add_argument("--image", required=True, metavar="X.png", help="inpaint: the image (cropped to a square and "
-                   "resized to the training size); superres: the low-resolution image, its side dividing the training size")
-    e.add_argument("--task", required=True, choices=("inpaint", "superres"))
-    e.add_argument("--mask", metavar="M.png", help="inpaint: the image's size, white = generate, black = keep "
-                   "(grey levels thresholded at 0.5)")
-    e.add_argument("--size", help="function backbones: output size H or HxW (default: the training size)")
-    e.add_argument("--steps", nargs="+", help="a step count (default 8), or decreasing σ values")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    e.add_argument("--device", default="cpu")
-    e.add_argument("--out", default="edit.png", metavar="FILE.png")
-    e.set_defaults(handler=cmd_edit)
-
-    i = sub.add_parser("interpolate", help="one-step samples from noise slerped between two seeds, as a strip")
-    i.add_argument("--run", required=True, metavar="RUN_DIR")
-    i.add_argument("--seeds", required=True, nargs=2, type=int, metavar=("A", "B"), help="the end frames' seeds")
-    i.add_argument("--frames", type=int, default=8, help="frames, both ends included (default 8)")
-    i.add_argument("--size", help="function backbones: frame size H or HxW (default: the training size)")
-    i.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    i.add_argument("--device", default="cpu")
-    i.add_argument("--out", default="interpolation.png", metavar="FILE.png")
-    i.set_defaults(handler=cmd_interpolate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
