@@ -90,3 +90,14 @@ def test_an_fp16_step_skipped_by_the_grad_scaler_updates_neither_ema(tmp_path):
     assert math.isfinite(metrics["loss"])
     assert trainer.scaler.get_scale() == scale / 2
     assert _changed(before, _weights(trainer)) == {"online": False, "target": False, "ema": False}
+
+
+def test_periodic_work_is_due_on_its_multiples_and_at_the_end_only_when_asked():
+    from cmzoo.train.trainer import Periodic
+
+    every_3 = Periodic(3, lambda: None)
+    with_end = Periodic(3, lambda: None, at_end=True)
+    assert [k for k in range(1, 11) if every_3.due(k, 10)] == [3, 6, 9]
+    assert [k for k in range(1, 10) if every_3.due(k, 9)] == [3, 6]  # the loop's own last step is done after it
+    assert [k for k in range(1, 11) if with_end.due(k, 10)] == [3, 6, 9, 10]
+    assert not any(Periodic(0, lambda: None, at_end=True).due(k, 10) for k in range(1, 11))  # 0: never

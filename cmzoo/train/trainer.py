@@ -9,7 +9,8 @@ import math
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from rich.console import Console
@@ -43,6 +44,20 @@ AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 # RAdam (the paper's) damps its first ~2/(1 − β₂) steps by variance rectification, which is most of a
 # short CPU run; Adam takes full steps from the start.
 OPTIMIZERS = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """Work the loop does every `every` steps (0: never); `at_end` also at its last step, where the
+    others are done once after the loop; `main_only` on rank 0 alone."""
+
+    every: int
+    action: Callable[[], None]
+    at_end: bool = False
+    main_only: bool = False
+
+    def due(self, step: int, end: int) -> bool:
+        return bool(self.every) and (step % self.every == 0 if step < end else self.at_end)
 
 
 class Trainer:
@@ -305,24 +320,29 @@ class Trainer:
         with bar as progress:
             task = progress.add_task("train", total=cfg.steps, completed=self.step, loss=float("nan"), schedule="", rate=0.0)
             if main and cfg.denoise_every and self.step == 0:
-                self.log({"step": 0, "denoising_distance": self.denoising_distances()})
+                self.log_denoising_distances()
+
+            def log_step() -> None:
+                loss = sum(window) / len(window) if window else float("nan")
+                lr = self.optimizer.param_groups[0]["lr"]
+                self.log({"step": self.step, **metrics, "loss": loss, "lr": lr, "it_per_s": rate})
+                window.clear()
+
+            periodic = [
+                Periodic(cfg.log_every, log_step, at_end=True),
+                Periodic(cfg.denoise_every, self.log_denoising_distances, at_end=True, main_only=True),
+                Periodic(cfg.sample_every, self.log_grids, main_only=True),  # the last grids follow the loop
+                Periodic(cfg.checkpoint_every, self.save),  # so does the last checkpoint
+            ]
             while self.step < end:
                 metrics = self.train_step()
                 if math.isfinite(metrics["loss"]):
                     window.append(metrics["loss"])
                 rate = (self.step - start_step) / (time.perf_counter() - start)
                 progress.update(task, completed=self.step, loss=metrics["loss"], schedule=schedule_text(metrics), rate=rate)
-                if self.step % cfg.log_every == 0 or self.step == end:
-                    loss = sum(window) / len(window) if window else float("nan")
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    self.log({"step": self.step, **metrics, "loss": loss, "lr": lr, "it_per_s": rate})
-                    window.clear()
-                if main and cfg.denoise_every and (self.step % cfg.denoise_every == 0 or self.step == end):
-                    self.log({"step": self.step, "denoising_distance": self.denoising_distances()})
-                if main and cfg.sample_every and self.step % cfg.sample_every == 0 and self.step < end:
-                    self.log_grids()
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < end:
-                    self.save()
+                for work in periodic:
+                    if work.due(self.step, end) and (main or not work.main_only):
+                        work.action()
                 if self.dist.any(self._stop_signal is not None):  # all ranks stop at the same step
                     path = self.save()
                     name = signal.Signals(self._stop_signal or signal.SIGTERM).name
@@ -335,6 +355,9 @@ class Trainer:
         self.save()
         if main and cfg.denoise_every:
             plot_denoising_distances(self.run_dir / "metrics.jsonl", self.run_dir / "denoising_distance.png")
+
+    def log_denoising_distances(self) -> None:
+        self.log({"step": self.step, "denoising_distance": self.denoising_distances()})
 
     def denoising_distances(self) -> dict[str, float]:
         """Total denoising distance of the sample EMA per σ bucket, on a fixed batch (paper §4.1)."""
