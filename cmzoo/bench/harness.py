@@ -1,9 +1,15 @@
-"""`run_bench`: the figures asked for, for every backbone, written to the results folder as they come."""
+"""`run_bench`: the figures asked for, for every backbone, written to the results folder as they come.
+
+Each figure is a planner in :data:`PLANNERS`: from the bench's state it lists the rows it will measure,
+so that the whole bench is planned before the first measurement (and the progress bar knows its
+length); figures that draw a plot once everything is measured have a finisher in :data:`FINISHERS`.
+"""
 
 from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -30,6 +36,97 @@ from cmzoo.metrics.inception import load_inception
 from cmzoo.plugins import get_backbone
 from cmzoo.progress import progress_bar, stderr_console
 
+Row = tuple[str, Callable[[], Iterable[Record]]]  # (progress label, measurement yielding records)
+
+
+@dataclass
+class Plan:
+    """What the planners and finishers share: the bench, its backbones, the figures asked for, the result."""
+
+    bench: Bench
+    specs: list[BackboneSpec]
+    figures: set[str]
+    result: BenchResult
+    metrics: dict[str, Path] = field(default_factory=dict)  # quality runs' metrics.jsonl, per backbone
+
+    @property
+    def resolutions(self) -> list[int]:
+        return self.bench.config.resolutions
+
+
+def guarded(plan: Plan, spec: BackboneSpec, figure: str, resolution: int,
+            measure: Callable[[], Iterable[Record]]) -> Callable[[], Iterable[Record]]:
+    """`measure` as a row whose failure (say, out of memory) becomes a failed record, not a crash."""
+    return lambda: plan.bench.guarded(spec, figure, resolution, measure)
+
+
+def params_rows(plan: Plan) -> list[Row]:
+    return [(f"{spec.name} params", lambda spec=spec: [params_record(plan.bench, spec, r) for r in plan.resolutions])
+            for spec in plan.specs]
+
+
+def train_rows(plan: Plan) -> list[Row]:
+    def warm_up() -> list[Record]:
+        warm_up_process(plan.bench, plan.specs[0])  # the first timed step of a process is slow
+        return []
+
+    return [("warm-up", warm_up)] + [
+        (f"{spec.name} train @ {r} px",
+         guarded(plan, spec, "train", r, lambda spec=spec, r=r: [train_record(plan.bench, spec, r)]))
+        for spec in plan.specs for r in plan.resolutions
+    ]
+
+
+def infer_rows(plan: Plan) -> list[Row]:
+    """Inference at every size; the multi-resolution FPS needs it too, from fixed-size backbones (which
+    run once per size) and from function backbones (one function, rendered at every size)."""
+    rows: list[Row] = []
+    for spec in plan.specs:
+        fixed = not spec.capabilities.function_output
+        if "infer" in plan.figures or fixed:
+            rows += [(f"{spec.name} infer @ {r} px",
+                      guarded(plan, spec, "infer", r, lambda spec=spec, r=r: [infer_record(plan.bench, spec, r)]))
+                     for r in plan.resolutions]
+        if not fixed:
+            rows.append((f"{spec.name} function and renders", guarded(
+                plan, spec, "function", plan.bench.config.multires_base,
+                lambda spec=spec: function_records(plan.bench, spec))))
+    return rows
+
+
+def multires_rows(plan: Plan) -> list[Row]:
+    return [("multi-resolution FPS",
+             lambda: [multires_record(plan.bench, spec, plan.result.records) for spec in plan.specs])]
+
+
+def quality_rows(plan: Plan) -> list[Row]:
+    def quality(spec: BackboneSpec) -> list[Record]:
+        record, plan.metrics[spec.name] = quality_record(plan.bench, spec)
+        return [record]
+
+    return [(f"{spec.name} quality", lambda spec=spec: quality(spec)) for spec in plan.specs]
+
+
+def convergence_rows(plan: Plan) -> list[Row]:
+    return [(f"{spec.name} convergence", lambda spec=spec: convergence_records(plan.bench, spec))
+            for spec in plan.specs]
+
+
+# In the bench's order: the figures that ask for a planner's rows, and the planner.
+PLANNERS: list[tuple[set[str], Callable[[Plan], list[Row]]]] = [
+    ({"params"}, params_rows),
+    ({"train"}, train_rows),
+    ({"infer", "multires"}, infer_rows),
+    ({"multires"}, multires_rows),
+    ({"quality"}, quality_rows),
+    ({"convergence"}, convergence_rows),
+]
+# Plots drawn once every row is measured; each returns its file, or None when there was nothing to draw.
+FINISHERS: dict[str, Callable[[Plan], Path | None]] = {
+    "quality": lambda plan: plot_stability(plan.bench, plan.metrics),
+    "convergence": lambda plan: plot_convergence(plan.result.records, Path(plan.bench.config.out) / "convergence.png"),
+}
+
 
 def run_bench(config: BenchConfig | None = None, console: Console | None = None, command: str | None = None,
               **overrides: Any) -> BenchResult:
@@ -43,72 +140,29 @@ def run_bench(config: BenchConfig | None = None, console: Console | None = None,
         spec.make_config(cfg.preset)  # an unknown preset fails before anything is measured
     device = resolve_device(cfg.device)
     figures = set(cfg.only)
-    timed = bool(figures & {"train", "infer", "multires"})
-    peak = peak_tflops(device, cfg.precision) if timed else None
-    bench = Bench(cfg, device, peak[0] if peak else 0.0, console)
+    peak = peak_tflops(device, cfg.precision) if figures & {"train", "infer", "multires"} else None
     command = command or "cmzoo " + shlex.join(sys.argv[1:])
     result = BenchResult([], environment(device, command, peak), cfg.model_dump())
+    plan = Plan(Bench(cfg, device, peak[0] if peak else 0.0, console), specs, figures, result)
     out = Path(cfg.out)
-
-    def add(records: Iterable[Record]) -> None:
-        for r in records:  # a generator's records are written as they are measured
-            shown = f"failed: {r.error}" if r.error else f"{r.value:.4g} {r.unit}"
-            console.print(f"[dim]bench[/] {r.backbone:>8} {r.figure:>8} @ {r.resolution:>9} px  {shown}")
-            result.records.append(r)
-            write_results(result, out, plot=False)  # the tables survive a crash; the figure is drawn once, at the end
-
-    # Every row of the bench, in order, planned first so that the progress bar knows its length.
-    rows: list[tuple[str, Callable[[], Iterable[Record]]]] = []
-    if "params" in figures:
-        rows += [(f"{spec.name} params", lambda spec=spec: [params_record(bench, spec, r) for r in cfg.resolutions])
-                 for spec in specs]
-    if "train" in figures:
-
-        def warm_up() -> list[Record]:
-            warm_up_process(bench, specs[0])
-            return []
-
-        rows.append(("warm-up", warm_up))
-        rows += [(f"{spec.name} train @ {r} px",
-                  lambda spec=spec, r=r: bench.guarded(spec, "train", r, lambda: [train_record(bench, spec, r)]))
-                 for spec in specs for r in cfg.resolutions]
-    for spec in specs:
-        fixed = not spec.capabilities.function_output
-        if "infer" in figures or ("multires" in figures and fixed):
-            rows += [(f"{spec.name} infer @ {r} px",
-                      lambda spec=spec, r=r: bench.guarded(spec, "infer", r, lambda: [infer_record(bench, spec, r)]))
-                     for r in cfg.resolutions]
-        if not fixed and figures & {"infer", "multires"}:
-            rows.append((f"{spec.name} function and renders", lambda spec=spec: bench.guarded(
-                spec, "function", cfg.multires_base, lambda: function_records(bench, spec))))
-    if "multires" in figures:
-        rows.append(("multi-resolution FPS", lambda: [multires_record(bench, spec, result.records) for spec in specs]))
-    metrics: dict[str, Path] = {}
     if figures & {"quality", "convergence"}:
         load_inception()  # missing Inception weights fail before any training
-    if "quality" in figures:
-        def quality(spec: BackboneSpec) -> list[Record]:
-            record, metrics[spec.name] = quality_record(bench, spec)
-            return [record]
 
-        rows += [(f"{spec.name} quality", lambda spec=spec: quality(spec)) for spec in specs]
-    if "convergence" in figures:
-        rows += [(f"{spec.name} convergence", lambda spec=spec: convergence_records(bench, spec)) for spec in specs]
-
+    rows = [row for asked, planner in PLANNERS if figures & asked for row in planner(plan)]
     with progress_bar("bench", "{task.fields[row]}", console) as progress:
         task = progress.add_task("bench", total=len(rows), row="")
         for label, measure in rows:
             progress.update(task, row=label)
-            add(measure())
+            for r in measure():  # a generator's records are written as they are measured
+                shown = f"failed: {r.error}" if r.error else f"{r.value:.4g} {r.unit}"
+                console.print(f"[dim]bench[/] {r.backbone:>8} {r.figure:>8} @ {r.resolution:>9} px  {shown}")
+                result.records.append(r)
+                write_results(result, out, plot=False)  # the tables survive a crash; the figure is drawn once, at the end
             progress.advance(task)
-    if "quality" in figures:
-        stability = plot_stability(bench, metrics)
-        if stability:
-            result.files.append(stability)
-    if "convergence" in figures:
-        curve = plot_convergence(result.records, out / "convergence.png")
-        if curve:
-            result.files.append(curve)
+    for figure, finish in FINISHERS.items():
+        path = finish(plan) if figure in figures else None
+        if path:
+            result.files.append(path)
     result.files = write_results(result, out)
     result.files.append(write_bench_report(out))
     print_summary(result, console)

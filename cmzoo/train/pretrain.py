@@ -60,6 +60,11 @@ def random_pixels(
     return torch.rand(batch, height * width, generator=generator).argsort(dim=1)[:, :n].to(device)
 
 
+def psnr_of_mse(mse: float) -> float:
+    """PSNR in dB of images in [-1, 1] (peak-to-peak 2) from their MSE: 10·log10(4 / MSE)."""
+    return 10 * math.log10(4 / mse)
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of images in [-1, 1] (peak-to-peak 2): 10·log10(4 / MSE), shape (B,)."""
     mse = (a.float() - b.float()).square().flatten(1).mean(dim=1)
@@ -78,8 +83,9 @@ def held_out_psnr(module: nn.Module, images: torch.Tensor, targets: torch.Tensor
     for i in range(0, images.shape[0], batch_size):
         x = images[i : i + batch_size].to(device)
         fn = reconstruct(module, x)
-        pairs = [("psnr", x)] + ([(f"psnr_{targets.shape[-1]}", targets[i : i + batch_size].to(device))]
-                                 if targets is not None else [])
+        pairs = [("psnr", x)]  # (score name, the truth its render is compared with)
+        if targets is not None:
+            pairs.append((f"psnr_{targets.shape[-1]}", targets[i : i + batch_size].to(device)))
         for key, truth in pairs:
             scores.setdefault(key, []).append(psnr(fn.render(*truth.shape[-2:]).clamp(-1, 1), truth))
     module.train(was_training)
@@ -159,7 +165,7 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
         task = progress.add_task("pretrain", total=config.steps, loss=float("nan"), held="–")
 
         def on_step(step: int, loss: float) -> None:
-            record = {"step": step, "mse": loss, "psnr": 10 * math.log10(4 / loss)}
+            record = {"step": step, "mse": loss, "psnr": psnr_of_mse(loss)}
             end = step == config.steps
             if holdout and (end or (config.sample_every and step % config.sample_every == 0)):
                 scores = held_out_psnr(net, held, held_targets)

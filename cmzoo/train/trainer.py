@@ -32,7 +32,7 @@ from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
 from cmzoo.run import Run, generate
 from cmzoo.train import distributed
-from cmzoo.train.pretrain import pretrain_steps
+from cmzoo.train.pretrain import pretrain_steps, psnr_of_mse
 from cmzoo.train.tracking import RunLog, open_run_log, summary_writer
 
 
@@ -291,7 +291,7 @@ class Trainer:
             def on_step(step: int, loss: float) -> None:
                 progress.update(task, completed=step, loss=loss)
                 if step % cfg.log_every == 0 or step == cfg.pretrain_steps:
-                    self.log({"pretrain_step": step, "mse": loss, "psnr": 10 * math.log10(4 / loss)})
+                    self.log({"pretrain_step": step, "mse": loss, "psnr": psnr_of_mse(loss)})
 
             pretrain_steps(self.online.net, images, cfg.pretrain_steps, cfg.lr, cfg.batch_size,
                            torch.Generator().manual_seed(cfg.seed), on_step)
