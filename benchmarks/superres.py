@@ -322,7 +322,7 @@ def parse_override(text: str) -> tuple[str, object]:
     return key, value
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=("shapes", "celeba"))
     p.add_argument("--steps", type=int, help="reconstruction pre-training steps")
@@ -346,96 +346,144 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--markdown-only", type=Path, metavar="JSON",
                    help="only rewrite the .md beside a results .json (no training), e.g. after editing the wording")
     args = p.parse_args(argv)
-    if args.markdown_only:
-        record = json.loads(args.markdown_only.read_text())
-        args.markdown_only.with_suffix(".md").write_text(markdown(record))
-        return
-    if args.data is None or args.steps is None:
+    if not args.markdown_only and (args.data is None or args.steps is None):
         p.error("--data and --steps are required (unless --markdown-only)")
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    return args
 
-    torch.set_num_threads(args.threads)
-    info = machine()  # before loading, so the load average is that of the other jobs
-    started = time.perf_counter()
-    train, targets, tests = (
-        shapes_data(args.train, args.test, args.render_resolution) if args.data == "shapes"
-        else celeba_data(args.data_dir, args.train, args.test, args.render_resolution)
-    )
-    data_s = time.perf_counter() - started
-    train_source = (
-        f"render_shapes(i), i = 0…{args.train - 1}, quantised to uint8" if args.data == "shapes"
-        else f"celeba_64.npz rows 0…{args.train - 1}, 64 → 32 px antialiased bicubic"
-    )
 
-    torch.manual_seed(args.seed)
-    overrides = dict(args.overrides)
-    net = cmzoo.create_backbone("func", preset=args.preset, resolution=INPUT, **overrides)
-    config = cmzoo.get_backbone("func").make_config(args.preset, **overrides).model_dump()
-    # reconstruct() skips the feature-extraction encoder, so only the function-prediction module learns.
+def command_line(argv: list[str] | None) -> str:
+    """The command as it would be typed, for the report."""
+    return "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+
+
+def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """The 32-px training images, their targets at --render-resolution (None without it) and the test sets."""
+    if args.data == "shapes":
+        return shapes_data(args.train, args.test, args.render_resolution)
+    return celeba_data(args.data_dir, args.train, args.test, args.render_resolution)
+
+
+def train_source(data: str, n_train: int) -> str:
+    """How the training images were made, for the report."""
+    if data == "shapes":
+        return f"render_shapes(i), i = 0…{n_train - 1}, quantised to uint8"
+    return f"celeba_64.npz rows 0…{n_train - 1}, 64 → 32 px antialiased bicubic"
+
+
+def build_model(preset: str, overrides: dict, seed: int) -> tuple[torch.nn.Module, dict]:
+    """A seeded 32-px `func` backbone and its record: preset, overrides, config and parameter counts."""
+    torch.manual_seed(seed)
+    net = cmzoo.create_backbone("func", preset=preset, resolution=INPUT, **overrides)
+    config = cmzoo.get_backbone("func").make_config(preset, **overrides).model_dump()
     params = sum(p.numel() for p in net.parameters())
-    params_used = params - sum(p.numel() for n, p in net.named_parameters() if n.startswith(("encoder.", "t_embedder.")))
+    # reconstruct() skips the feature-extraction encoder, so only the function-prediction module learns.
+    skipped = sum(p.numel() for n, p in net.named_parameters() if n.startswith(("encoder.", "t_embedder.")))
+    return net, {"preset": preset, "overrides": overrides, "config": config, "params_total": params,
+                 "params_trained": params - skipped}
 
-    print(f"[superres] {args.data}: train {tuple(train.shape)}, preset {args.preset} {overrides or ''}, "
-          f"{params_used:,} params trained, {args.steps} steps, threads {torch.get_num_threads()}", flush=True)
-    t0 = time.perf_counter()
+
+def loss_curve(losses: list[float], steps: int) -> list[tuple[int, float]]:
+    """(last step, mean loss) of each tenth of the run."""
+    every = max(1, steps // 10)
+    parts = [losses[i : i + every] for i in range(0, len(losses), every)]
+    return [(i * every + len(part), float(np.mean(part))) for i, part in enumerate(parts)]
+
+
+def pretrain(net: torch.nn.Module, train: torch.Tensor, targets: torch.Tensor | None, args: argparse.Namespace) -> dict:
+    """Reconstruction pre-training, printing its progress; returns the record's `train` entry."""
+    started = time.perf_counter()
     losses = pretrain_steps(net, train, args.steps, lr=args.lr, batch_size=args.batch_size,
                             generator=torch.Generator().manual_seed(args.seed), targets=targets)
-    train_s = time.perf_counter() - t0
+    seconds = time.perf_counter() - started
     head, tail = np.mean(losses[:20]), np.mean(losses[-20:])
-    every = max(1, args.steps // 10)
-    curve = [(i + len(part), float(np.mean(part))) for i in range(0, len(losses), every) for part in [losses[i : i + every]]]
+    curve = loss_curve(losses, args.steps)
     print("[superres] loss by step: " + ", ".join(f"{k}: {v:.4f}" for k, v in curve), flush=True)
-    print(f"[superres] trained in {train_s:.0f} s ({args.steps / train_s:.2f} steps/s); "
+    print(f"[superres] trained in {seconds:.0f} s ({args.steps / seconds:.2f} steps/s); "
           f"loss {head:.4f} → {tail:.4f} (train PSNR {10 * np.log10(4 / head):.2f} → {10 * np.log10(4 / tail):.2f} dB)", flush=True)
+    return {"images": train.shape[0], "resolution": INPUT, "render_resolution": args.render_resolution or INPUT,
+            "steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "optimizer": "Adam", "seed": args.seed,
+            "loss_first20": float(head), "loss_last20": float(tail), "seconds": seconds,
+            "loss_curve": [{"step": k, "mean_loss": v} for k, v in curve]}
 
-    t0 = time.perf_counter()
+
+def result_record(test: dict, scores: dict) -> dict:
+    """One test set's JSON record: its source, size and PSNR summaries and per-image values."""
+    return {
+        "source": test["source"],
+        "n": test["input"].shape[0],
+        "psnr": {m: {str(s): summary(v) for s, v in by_size.items()} for m, by_size in scores.items()},
+        "psnr_per_image": {m: {str(s): [round(x, 3) for x in v.tolist()] for s, v in by_size.items()}
+                           for m, by_size in scores.items()},
+    }
+
+
+def score_tests(net: torch.nn.Module, tests: dict) -> tuple[dict, dict]:
+    """Every test set's record, printing its table rows, and (test, images) of those with a 128-px truth."""
     results, strips = {}, {}
     for name, test in tests.items():
         scores, images = evaluate(net, test)
-        results[name] = {
-            "source": test["source"],
-            "n": test["input"].shape[0],
-            "psnr": {m: {str(s): summary(v) for s, v in by_size.items()} for m, by_size in scores.items()},
-            "psnr_per_image": {m: {str(s): [round(x, 3) for x in v.tolist()] for s, v in by_size.items()}
-                               for m, by_size in scores.items()},
-        }
+        results[name] = result_record(test, scores)
         if max(test["truth"]) == max(SIZES):
             strips[name] = (test, images)
         for line in markdown_table(name, results[name])[6 : 6 + len(METHODS)]:
             print(line)
+    return results, strips
+
+
+def write_strip(out: Path, tag: str, strips: dict, rows: int) -> dict:
+    """Save the strip of the first test set with a 128-px truth; returns the record's `strip` entry."""
+    test_set = next(iter(strips))
+    strip = {"file": f"superres_{tag}.png", "test_set": test_set, "rows": rows}
+    save_strip(out / strip["file"], *strips[test_set], rows)
+    return strip
+
+
+def write_report(out: Path, tag: str, record: dict) -> None:
+    """The record as superres_<tag>.json and its report as superres_<tag>.md."""
+    (out / f"superres_{tag}.json").write_text(json.dumps(record, indent=1) + "\n")
+    (out / f"superres_{tag}.md").write_text(markdown(record))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.markdown_only:
+        record = json.loads(args.markdown_only.read_text())
+        args.markdown_only.with_suffix(".md").write_text(markdown(record))
+        return
+
+    torch.set_num_threads(args.threads)
+    info = machine()  # before loading, so the load average is that of the other jobs
+    started = time.perf_counter()
+    train, targets, tests = load_data(args)
+    data_s = time.perf_counter() - started
+
+    net, model = build_model(args.preset, dict(args.overrides), args.seed)
+    print(f"[superres] {args.data}: train {tuple(train.shape)}, preset {args.preset} {model['overrides'] or ''}, "
+          f"{model['params_trained']:,} params trained, {args.steps} steps, threads {torch.get_num_threads()}", flush=True)
+    training = pretrain(net, train, targets, args)
+
+    t0 = time.perf_counter()
+    results, strips = score_tests(net, tests)
     eval_s = time.perf_counter() - t0
 
     tag = args.tag or args.data
     args.out.mkdir(parents=True, exist_ok=True)
-    strip_set = next(iter(strips))
-    strip = {"file": f"superres_{tag}.png", "test_set": strip_set, "rows": args.strip_rows}
-    save_strip(args.out / strip["file"], *strips[strip_set], args.strip_rows)
-
-    record = {
+    strip = write_strip(args.out, tag, strips, args.strip_rows)
+    write_report(args.out, tag, {
         "benchmark": "superres",
         "data": args.data,
-        "command": command,
+        "command": command_line(argv),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": info,
-        "preset": args.preset,
-        "overrides": overrides,
-        "config": config,
-        "params_total": params,
-        "params_trained": params_used,
-        "train_source": train_source,
-        "train": {"images": train.shape[0], "resolution": INPUT, "render_resolution": args.render_resolution or INPUT,
-                  "steps": args.steps, "lr": args.lr,
-                  "batch_size": args.batch_size, "optimizer": "Adam", "seed": args.seed,
-                  "loss_first20": float(head), "loss_last20": float(tail), "seconds": train_s,
-                  "loss_curve": [{"step": k, "mean_loss": v} for k, v in curve]},
+        **model,
+        "train_source": train_source(args.data, args.train),
+        "train": training,
         "data_seconds": data_s,
         "eval_seconds": eval_s,
         "strip": strip,
         "notes": args.note,
         "results": results,
-    }
-    (args.out / f"superres_{tag}.json").write_text(json.dumps(record, indent=1) + "\n")
-    (args.out / f"superres_{tag}.md").write_text(markdown(record))
+    })
     print(f"[superres] wrote {args.out}/superres_{tag}.{{md,json,png}} in {time.perf_counter() - started:.0f} s total")
 
 
