@@ -40,8 +40,12 @@ PRESETS = {
         "inr_depth": 4,
         "inr_width": 64,
         "n_groups": 16,
-        "n_freqs": 16,
-        "max_freq": 16.0,
+        # Log-spaced up to the paper's 1024, far above the 32-px grid's Nyquist (16): those frequencies
+        # are near-random per-pixel features, so that F can also remove pixel noise at mid σ, where
+        # c_skip passes half of it through. The CPU default's FID with 16 frequencies 1…16 was 204 / 236
+        # (seeds 0 / 1), with these 165 / 177 (`benchmarks/results/cpu_default.md`).
+        "n_freqs": 32,
+        "max_freq": 1024.0,
     },
 }
 
