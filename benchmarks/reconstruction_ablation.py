@@ -1,9 +1,9 @@
 """Reconstruction ablation for `func`: held-out PSNR at 32 px as reconstruction pre-training runs.
 
 Each variant is the `tiny` preset with config overrides (and optionally another lr / batch), trained
-with ``cmzoo.train.pretrain.pretrain_steps`` on the first N rows of ``celeba_64.npz`` at 32 px; every
-``--every`` steps the model reconstructs T held-out images (the last T rows) and the mean PSNR is
-recorded. One JSON line per variant goes to ``--out``; ``--table`` turns such a file into markdown.
+with ``cmzoo.train.pretrain.pretrain_steps`` on the first N rows of ``celeba_64.npz`` at 32 px (or,
+with ``--data shapes``, the first N images of the `shapes` set); every ``--every`` steps the model
+reconstructs T held-out images (the last T rows; shapes 5000…5000+T−1) and the mean PSNR is recorded. One JSON line per variant goes to ``--out``; ``--table`` turns such a file into markdown.
 
     python benchmarks/reconstruction_ablation.py --variant base --variant groups64:n_groups=64 \\
         --steps 600 --out benchmarks/results/reconstruction_ablation.jsonl
@@ -23,7 +23,7 @@ import cmzoo
 from cmzoo.train.pretrain import held_out_psnr, pretrain_steps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from superres import celeba_data, parse_override  # noqa: E402
+from superres import celeba_data, parse_override, shapes_data  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -72,6 +72,7 @@ def table(records: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variant", action="append", type=parse_variant, default=[], metavar="NAME:K=V,…")
+    p.add_argument("--data", choices=("celeba", "shapes"), default="celeba")
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--every", type=int, default=200)
     p.add_argument("--train", type=int, default=7500)
@@ -86,8 +87,11 @@ def main(argv: list[str] | None = None) -> None:
         print(table([json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]))
         return
     torch.set_num_threads(args.threads)
-    train, tests = celeba_data(args.data_dir, args.train, args.test)
-    test = tests["celeba64"]["input"]
+    if args.data == "shapes":
+        train, _, tests = shapes_data(args.train, args.test)
+    else:
+        train, _, tests = celeba_data(args.data_dir, args.train, args.test)
+    test = tests["shapes" if args.data == "shapes" else "celeba64"]["input"]
     for name, options in args.variant:
         record = run_variant(name, options, train, test, args.steps, args.every, args.seed)
         if args.out:
