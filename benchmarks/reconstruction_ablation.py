@@ -3,7 +3,8 @@
 Each variant is the `tiny` preset with config overrides (and optionally another lr / batch), trained
 with ``cmzoo.train.pretrain.pretrain_steps`` on the first N rows of ``celeba_64.npz`` at 32 px (or,
 with ``--data shapes``, the first N images of the `shapes` set); every ``--every`` steps the model
-reconstructs T held-out images (the last T rows; shapes 5000…5000+T−1) and the mean PSNR is recorded. One JSON line per variant goes to ``--out``; ``--table`` turns such a file into markdown.
+reconstructs T held-out images (the last T rows; shapes 5000…5000+T−1) and the mean PSNR is
+recorded. One JSON line per variant goes to ``--out``; ``--table`` turns such a file into markdown.
 
     python benchmarks/reconstruction_ablation.py --variant base --variant groups64:n_groups=64 \\
         --steps 600 --out benchmarks/results/reconstruction_ablation.jsonl

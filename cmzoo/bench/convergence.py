@@ -10,7 +10,7 @@ from typing import Iterator
 
 from cmzoo.backbone import BackboneSpec
 from cmzoo.bench.efficiency import Bench
-from cmzoo.bench.quality import quality_train_config, score_notes, steps_for_seconds
+from cmzoo.bench.quality import clear_run_dir, quality_train_config, score_notes, steps_for_seconds
 from cmzoo.bench.report import Record
 from cmzoo.metrics.evaluate import evaluate_run
 from cmzoo.metrics.plots import pyplot
@@ -27,6 +27,7 @@ def convergence_records(bench: Bench, spec: BackboneSpec) -> Iterator[Record]:
     total = max(1, round(minutes[-1] * steps_per_minute))
     config = quality_train_config(bench, spec, total).model_copy(
         update={"out": str(Path(cfg.out) / "convergence" / spec.name)})
+    clear_run_dir(config)
     seconds = 0.0
     for i, m in enumerate(minutes):
         stop = max(1, min(total, round(m * steps_per_minute)))

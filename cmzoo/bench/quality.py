@@ -4,6 +4,7 @@ with `cmzoo eval`; the loss and denoising-distance curves of all runs share one 
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +32,12 @@ def quality_train_config(bench: Bench, spec: BackboneSpec, steps: int) -> TrainC
     )
 
 
+def clear_run_dir(config: TrainConfig) -> None:
+    """Remove what an earlier bench left in the run directory of `config`: a new run would append its
+    metrics to the old metrics.jsonl and write its grids beside the old ones."""
+    shutil.rmtree(config.out, ignore_errors=True)
+
+
 def steps_for_seconds(bench: Bench, spec: BackboneSpec, seconds: float) -> int:
     """How many training steps of this backbone fit in `seconds`, from a few timed steps."""
     trainer = Trainer(quality_train_config(bench, spec, bench.config.steps), console=Console(quiet=True))
@@ -44,6 +51,7 @@ def quality_record(bench: Bench, spec: BackboneSpec) -> tuple[Record, Path]:
     steps = steps_for_seconds(bench, spec, cfg.seconds) if cfg.seconds else cfg.steps
     config = quality_train_config(bench, spec, steps)
     start = time.perf_counter()
+    clear_run_dir(config)
     run_dir = train(config, console=bench.console)
     train_seconds = time.perf_counter() - start
     result = evaluate_run(run_dir, cfg.data or "shapes", n=cfg.n_eval, n_reference=cfg.n_reference,

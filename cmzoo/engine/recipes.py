@@ -144,7 +144,7 @@ RECIPES: dict[str, Recipe] = {
         name="ect", description="easy consistency tuning (Geng et al. 2024)",
         curriculum="ect", s0=0, s1=0, mu0=None, index_sampling="lognormal", weighting="ict",
         # A short sample EMA for runs of a few hundred steps: at 0.995 the weights it starts from would
-        # still count 22 % after 300 steps (CPU default: FID 163 at 0.995, 150 at 0.98, 188 at 0.9).
+        # still count 22 % after 300 steps (CPU default, one seed: FID 163 at 0.995, 150 at 0.98, 188 at 0.9).
         distance="pseudo_huber", lr=1e-3, batch_size=32, sample_ema=0.98, optimizer="adam",
         denoise_fraction=0.4, stages=4,
     ),
