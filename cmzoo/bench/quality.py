@@ -50,8 +50,8 @@ def quality_record(bench: Bench, spec: BackboneSpec) -> tuple[Record, Path]:
     cfg = bench.config
     steps = steps_for_seconds(bench, spec, cfg.seconds) if cfg.seconds else cfg.steps
     config = quality_train_config(bench, spec, steps)
-    start = time.perf_counter()
     clear_run_dir(config)
+    start = time.perf_counter()
     run_dir = train(config, console=bench.console)
     train_seconds = time.perf_counter() - start
     result = evaluate_run(run_dir, cfg.data or "shapes", n=cfg.n_eval, n_reference=cfg.n_reference,
