@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import time
 from datetime import date
 from pathlib import Path
@@ -122,6 +123,7 @@ def main() -> None:
     reference = data.images[: args.n]
     rows = []
     for seed in args.seeds:
+        shutil.rmtree(out / f"cmzoo_seed{seed}", ignore_errors=True)  # a rerun starts this seed's run over
         t0 = time.perf_counter()
         run_dir = train(backbone="func", preset="tiny", recipe="ct-short", distance="l2", steps=args.steps,
                         batch_size=args.batch_size, lr=args.lr, sample_ema=args.sample_ema, seed=seed,

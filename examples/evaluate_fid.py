@@ -13,6 +13,7 @@ FID of a few hundred images is strongly biased upward; the paper's numbers use 5
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
+    if not args.run:
+        shutil.rmtree(out / "run", ignore_errors=True)  # the example's own run directory: start it over
     try:
         run_dir = args.run or train(
             backbone=args.backbone, preset=args.preset, data=args.data, resolution=args.resolution,

@@ -12,6 +12,7 @@ a minute on a CPU.
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 import torch
@@ -51,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = Path(args.out)
+    for own in ("pretrain", "run"):  # the example's own run directories: start them over
+        shutil.rmtree(out / own, ignore_errors=True)
     common = dict(backbone=args.backbone, preset=args.preset, data=args.data, resolution=args.resolution,
                   batch_size=args.batch_size, seed=args.seed)
 

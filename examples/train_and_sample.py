@@ -10,6 +10,7 @@ installed backbone works, third-party plugins included (`cmzoo backbones` lists 
 from __future__ import annotations
 
 import argparse
+import shutil
 import json
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     out = Path(args.out)
+    shutil.rmtree(out / "run", ignore_errors=True)  # the example's own run directory: start it over
 
     # 1. Train: any TrainConfig field is a keyword (recipe, lr, distance, backbone_overrides, ...).
     run_dir = train(

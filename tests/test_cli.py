@@ -45,6 +45,21 @@ def test_resume_continues_to_the_new_step_count(tmp_path, capsys):
     assert [r["step"] for r in records if "loss" in r] == [4, 6]
 
 
+def test_a_new_run_refuses_a_directory_that_holds_a_run(tmp_path, capsys):
+    common = ["--data", "shapes", "--batch-size", "4", "--sample-every", "0"]
+    runs = {"train": ["train", "--backbone", "dit", "--steps", "4"], "pretrain": ["pretrain", "--backbone", "func", "--steps", "2"]}
+    for name, command in runs.items():
+        out = tmp_path / name
+        assert main([*command, *common, "--out", str(out)]) == 0
+        kept = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+        capsys.readouterr()
+        assert main([*command, *common, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "already holds a run (metrics.jsonl and checkpoints)" in err, err
+        assert f"--resume {out}" in err
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == kept  # nothing of the old run changed
+
+
 def test_backbones_lists_the_builtins(capsys):
     assert main(["backbones"]) == 0
     out = capsys.readouterr().out

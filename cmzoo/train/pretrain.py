@@ -24,7 +24,7 @@ from cmzoo.engine.parameterization import c_in
 from cmzoo.errors import ConfigError, DataError
 from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
-from cmzoo.train.tracking import open_run_log
+from cmzoo.train.tracking import open_run_log, refuse_existing_run
 
 
 def reconstruct(module: nn.Module, x: torch.Tensor):
@@ -142,6 +142,7 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
     console = console or Console(stderr=True)
     spec = get_backbone(config.backbone)
     require("pretrain", spec, "reconstruction pre-training")
+    refuse_existing_run(config.out)
     lr = config.lr or 1e-4  # paper App. A.2: Adam, lr 1e-4
     batch_size = config.batch_size or 32
     images, targets, name = pretraining_images(config)

@@ -150,6 +150,18 @@ class RunLog:
         self.close()
 
 
+def refuse_existing_run(run_dir: str | Path) -> None:
+    """A new run must start in a directory without another run's log or checkpoints: it would append
+    to that metrics.jsonl, and `--resume` would then pick the other run's newer checkpoints."""
+    run_dir = Path(run_dir)
+    found = [name for name in ("metrics.jsonl", "checkpoints") if (run_dir / name).exists()]
+    if found:
+        raise ConfigError(
+            f"{run_dir} already holds a run ({' and '.join(found)}); give another --out, or delete the directory "
+            f"to start over (`cmzoo train --resume {run_dir}` continues a training run)"
+        )
+
+
 def open_run_log(run_dir: Path, log: str, purge_step: int | None = None) -> RunLog:
     """metrics.jsonl and grids in `run_dir`, and TensorBoard event files too when `log` is 'tensorboard'."""
     run_dir = Path(run_dir)

@@ -33,7 +33,7 @@ from cmzoo.progress import progress_bar
 from cmzoo.run import Run, generate
 from cmzoo.train import distributed
 from cmzoo.train.pretrain import pretrain_steps, psnr_of_mse
-from cmzoo.train.tracking import RunLog, open_run_log, summary_writer
+from cmzoo.train.tracking import RunLog, open_run_log, refuse_existing_run, summary_writer
 
 
 class TrainingInterrupted(TrainingError):
@@ -395,6 +395,8 @@ def schedule_text(metrics: dict[str, float]) -> str:
 def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Path:
     """Train a consistency model; returns the run directory. `overrides` are TrainConfig fields."""
     cfg = make_config(**{**(config.model_dump() if config is not None else {}), **overrides})
+    if not resume:
+        refuse_existing_run(cfg.out)
     try:
         trainer = Trainer(cfg, console=console)
         if resume:
