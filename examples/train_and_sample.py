@@ -10,8 +10,8 @@ installed backbone works, third-party plugins included (`cmzoo backbones` lists 
 from __future__ import annotations
 
 import argparse
-import shutil
 import json
+import shutil
 from pathlib import Path
 
 import cmzoo
