@@ -37,7 +37,7 @@ class BenchConfig(BaseModel):
     steps: int = Field(400, ge=1)  # step budget (the curriculum's K) ...
     seconds: float | None = Field(None, gt=0)  # ... or a wall-clock budget, converted per backbone
     quality_batch_size: int = Field(32, ge=1)
-    recipe: str | None = None  # None: the preset's default (ct-short for tiny, ct for paper)
+    recipe: str | None = None  # None: the preset's default (ect for tiny, ct for paper)
     n_eval: int = Field(1000, ge=2)  # one-step samples scored per backbone
     n_reference: int | None = Field(None, ge=2)  # None: the whole data set
     stability_sigma: float = Field(1.0, gt=0)  # the denoising-distance bucket plotted against step

@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 import signal
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
