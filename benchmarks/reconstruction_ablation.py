@@ -28,7 +28,9 @@ from superres import celeba_data, parse_override, shapes_data  # noqa: E402
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
-    """'name:key=value,key=value' → (name, overrides); keys lr and batch_size are training options."""
+    """'name:key=value,…' → (name, overrides); keys lr, batch_size, preset,
+    coords_noise (0 / 1: variational coordinates in the loss) and decay (the fraction of the steps
+    over which lr falls linearly to 0) are training options."""
     name, _, rest = text.partition(":")
     return name, dict(parse_override(kv) for kv in rest.split(",") if kv)
 
@@ -39,6 +41,8 @@ def run_variant(name: str, options: dict, train: torch.Tensor, test: torch.Tenso
     lr = float(options.pop("lr", 1e-3))
     batch_size = int(options.pop("batch_size", 32))
     preset = str(options.pop("preset", "tiny"))
+    coords_noise = bool(options.pop("coords_noise", True))
+    decay = float(options.pop("decay", 0.0))
     torch.manual_seed(seed)
     net = cmzoo.create_backbone("func", preset=preset, resolution=32, **options)
     params = sum(p.numel() for n, p in net.named_parameters() if not n.startswith(("encoder.", "t_embedder.")))
@@ -52,8 +56,9 @@ def run_variant(name: str, options: dict, train: torch.Tensor, test: torch.Tenso
             print(f"[{name}] step {step} {clock[0]:.0f}s psnr {curve[-1]['psnr']:.2f}", flush=True)
 
     pretrain_steps(net, train, steps, lr=lr, batch_size=batch_size, generator=torch.Generator().manual_seed(seed),
-                   on_step=on_step)
+                   on_step=on_step, coords_noise=coords_noise, decay=decay)
     return {"variant": name, "overrides": options, "preset": preset, "lr": lr, "batch_size": batch_size,
+            "coords_noise": coords_noise, "decay": decay,
             "params": params, "steps": steps, "curve": curve, "threads": torch.get_num_threads()}
 
 
@@ -64,7 +69,12 @@ def table(records: list[dict]) -> str:
     for r in records:
         at = {c["step"]: c["psnr"] for c in r["curve"]}
         last = r["curve"][-1]
-        opts = ", ".join(f"{k}={v}" for k, v in {**r["overrides"], "lr": r["lr"], "batch": r["batch_size"]}.items())
+        shown = {**r["overrides"], "lr": r["lr"], "batch": r["batch_size"]}
+        if not r.get("coords_noise", True):
+            shown["coords_noise"] = 0
+        if r.get("decay"):
+            shown["decay"] = r["decay"]
+        opts = ", ".join(f"{k}={v}" for k, v in shown.items())
         lines.append(f"| {r['variant']} | {opts} | {r['params']:,} | {last['seconds'] / last['step']:.3f} | "
                      + " | ".join(f"{at[s]:.2f}" if s in at else "" for s in steps) + " |")
     return "\n".join(lines)

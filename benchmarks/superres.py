@@ -259,7 +259,7 @@ def markdown(record: dict) -> str:
         f"# Super-resolution from 32 px: `func` image function vs bilinear / bicubic ({record['data']})",
         "",
         f"- command: `{record['command']}`",
-        (f"- date: {record['date']}; machine: {info['cpu']}, {info.get('cpus', '?')} CPUs shared with other jobs{load}, "
+        (f"- date: {record['date']}; machine: {info['cpu']}, {info.get('cpus', '?')} CPUs{load}, "
         f"{info['torch_threads']} torch thread(s), CPU only, torch {info['torch']}, python {info['python']}"),
         f"- model: `func` preset `{record['preset']}`" + (f" with overrides `{overrides}`" if overrides else "")
         + f" at 32 px — INR {config['inr_depth']} layers × {config['inr_width']}, {config['n_freqs']} Fourier "
@@ -269,7 +269,9 @@ def markdown(record: dict) -> str:
         f"({record['train_source']})"
         + (f", supervised at {train['render_resolution']} px (32×32 random pixel centres of each image's "
            f"{train['render_resolution']}-px version per step)" if train.get("render_resolution", INPUT) != INPUT else "")
-        + f", {train['steps']} {train['optimizer']} steps, lr {train['lr']:g}, batch "
+        + f", {train['steps']} {train['optimizer']} steps, lr {train['lr']:g}"
+        + (f" falling linearly to 0 over the last {train['lr_decay']:.0%} of the steps" if train.get("lr_decay") else "")
+        + ", batch "
         f"{train['batch_size']}, seed {train['seed']}; {train['seconds']:.0f} s "
         f"({train['steps'] / train['seconds']:.2f} steps/s); train loss {train['loss_first20']:.4f} → "
         f"{train['loss_last20']:.4f} (first / last 20 steps, with variational coordinates)"),
@@ -334,6 +336,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
                    metavar="KEY=VALUE", help="func config override, repeatable (e.g. --set inr_width=128)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam lr (paper: 1e-4 for 30 epochs; 1e-3 for a short CPU run)")
+    p.add_argument("--lr-decay", type=float, default=0.0, metavar="FRACTION",
+                   help="lr falls linearly to 0 over this last fraction of the steps (cmzoo pretrain's option)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--render-resolution", type=int, metavar="R",
                    help="supervise the 32-px inputs' functions at R px (random pixel subsets; cmzoo pretrain's option)")
@@ -396,7 +400,7 @@ def pretrain(net: torch.nn.Module, train: torch.Tensor, targets: torch.Tensor | 
     """Reconstruction pre-training, printing its progress; returns the record's `train` entry."""
     started = time.perf_counter()
     losses = pretrain_steps(net, train, args.steps, lr=args.lr, batch_size=args.batch_size,
-                            generator=torch.Generator().manual_seed(args.seed), targets=targets)
+                            generator=torch.Generator().manual_seed(args.seed), targets=targets, decay=args.lr_decay)
     seconds = time.perf_counter() - started
     head, tail = np.mean(losses[:20]), np.mean(losses[-20:])
     curve = loss_curve(losses, args.steps)
@@ -404,7 +408,7 @@ def pretrain(net: torch.nn.Module, train: torch.Tensor, targets: torch.Tensor | 
     print(f"[superres] trained in {seconds:.0f} s ({args.steps / seconds:.2f} steps/s); "
           f"loss {head:.4f} → {tail:.4f} (train PSNR {10 * np.log10(4 / head):.2f} → {10 * np.log10(4 / tail):.2f} dB)", flush=True)
     return {"images": train.shape[0], "resolution": INPUT, "render_resolution": args.render_resolution or INPUT,
-            "steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "optimizer": "Adam", "seed": args.seed,
+            "steps": args.steps, "lr": args.lr, "lr_decay": args.lr_decay, "batch_size": args.batch_size, "optimizer": "Adam", "seed": args.seed,
             "loss_first20": float(head), "loss_last20": float(tail), "seconds": seconds,
             "loss_curve": [{"step": k, "mean_loss": v} for k, v in curve]}
 

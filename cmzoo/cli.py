@@ -72,7 +72,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "render_resolution", "holdout", "sample_every", "steps",
-                   "batch_size", "lr", "seed", "device", "out", "log")
+                   "batch_size", "lr", "lr_decay", "seed", "device", "out", "log")
 
 
 # ---- subcommands ---------------------------------------------------------------------------------
@@ -272,6 +272,8 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="Adam learning rate (paper: 1e-4)")
+    p.add_argument("--lr-decay", type=float, metavar="FRACTION",
+                   help="let the learning rate fall linearly to 0 over this last fraction of the steps (default 0)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
     p.add_argument("--log", choices=("jsonl", "tensorboard"),

@@ -64,10 +64,12 @@ class TrainConfig(BaseModel):
     # capability; Adam at the run's lr). None: min(DEFAULT_PRETRAIN_STEPS, 2 × steps) for a tiny
     # function backbone trained from scratch, else 0.
     pretrain_steps: int | None = Field(None, ge=0)
-    # `cmzoo pretrain` only: images held out for PSNR (None: min(256, N // 10)), and the size at which
-    # the functions are supervised when it is above `resolution` (None: the input's own size).
+    # `cmzoo pretrain` only: images held out for PSNR (None: min(256, N // 10)), the size at which
+    # the functions are supervised when it is above `resolution` (None: the input's own size), and the
+    # fraction of the steps over which the learning rate falls linearly to 0 at the end (0: constant).
     holdout: int | None = Field(None, ge=0)
     render_resolution: int | None = Field(None, ge=4)
+    lr_decay: float = Field(0.0, ge=0, le=1)
 
     def resolved(self) -> tuple["TrainConfig", list[str]]:
         """A copy with every `None` filled in from the recipe, and the notices to show the user."""

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import cmzoo
 from cmzoo.cli import main
-from cmzoo.train.pretrain import random_pixels, reconstruct, reconstruction_loss
+from cmzoo.train.pretrain import lr_factor, random_pixels, reconstruct, reconstruction_loss
 
 
 @pytest.fixture
@@ -53,6 +53,33 @@ def test_above_size_loss_compares_the_function_with_the_target_at_its_own_grid(n
     assert draws.std() > 0  # each draw is its own subset
 
 
+def test_reconstruction_loss_without_coordinate_noise_is_the_pixel_centre_loss(net):
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    net.eval()
+    at_centres = reconstruction_loss(net, x)
+    net.train()
+    torch.testing.assert_close(reconstruction_loss(net, x, coords_noise=False), at_centres)
+    jittered = torch.stack([reconstruction_loss(net, x) for _ in range(5)])
+    assert jittered.std() > 0 and not torch.allclose(jittered, at_centres)  # the default jitters in training
+
+
+def test_lr_factor_is_constant_then_falls_linearly_to_zero():
+    assert [lr_factor(s, 10, 0.3) for s in range(11)] == pytest.approx([1] * 8 + [2 / 3, 1 / 3, 0])
+    assert [lr_factor(s, 4, 1.0) for s in range(5)] == pytest.approx([1, 0.75, 0.5, 0.25, 0])
+    assert {lr_factor(s, 10, 0.0) for s in range(11)} == {1.0}
+
+
+def test_pretrain_logs_the_decayed_learning_rate(tmp_path, npz64):
+    out = tmp_path / "pre"
+    args = ["pretrain", "--backbone", "func", "--data", npz64, "--holdout", "2", "--steps", "4", "--lr", "0.01",
+            "--lr-decay", "0.5", "--sample-every", "1", "--batch-size", "3", "--out", str(out)]
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert [r["lr"] for r in records] == pytest.approx([0.01, 0.01, 0.01, 0.005])  # the last 2 steps: 1, then ½
+    assert json.loads((out / "config.json").read_text())["lr_decay"] == 0.5
+
+
 def test_pretrain_logs_held_out_psnr_at_both_sizes(tmp_path, npz64):
     out = tmp_path / "pre"
     args = ["pretrain", "--backbone", "func", "--data", npz64, "--render-resolution", "64", "--holdout", "2",
@@ -71,6 +98,7 @@ def test_pretrain_logs_held_out_psnr_at_both_sizes(tmp_path, npz64):
         (["--render-resolution", "128"], "holds 64-px images; render_resolution 128 needs images of at least 128 px"),
         (["--render-resolution", "16"], "render_resolution 16 is below the input resolution 32"),
         (["--holdout", "8"], "holdout 8 leaves no training images out of 8; hold out fewer"),
+        (["--lr-decay", "1.5"], "lr_decay"),
     ],
 )
 def test_pretrain_errors_are_one_line(tmp_path, npz64, capsys, extra, message):

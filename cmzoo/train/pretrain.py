@@ -8,6 +8,7 @@ backbone of capability ``pretrain``; it uses nothing but ``reconstruct``.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -36,19 +37,23 @@ def reconstruct(module: nn.Module, x: torch.Tensor):
     return module.reconstruct(c_in(x.new_zeros(())) * x)
 
 
-def reconstruction_loss(module: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
-    """L_rec = MSE(M_{G_θ(x, σ=0)}({c}), x) (paper eq. 10); variational coordinates in training mode.
+def reconstruction_loss(
+    module: nn.Module, x: torch.Tensor, target: torch.Tensor | None = None, coords_noise: bool = True
+) -> torch.Tensor:
+    """L_rec = MSE(M_{G_θ(x, σ=0)}({c}), x) (paper eq. 10); variational coordinates in training mode
+    unless `coords_noise` is off (then the loss is taken at the pixel centres only).
 
     With `target`, the same images at a higher resolution R, the function of x is compared with the
     target at H·W random pixel centres of its R×R grid instead (supervision above the input's size,
     as local implicit image functions, at the cost of an H×W render).
     """
     fn = reconstruct(module, x)
+    jitter = coords_noise and module.training
     if target is None:
-        return F.mse_loss(fn.render(x.shape[-2], x.shape[-1], coords_noise=module.training), x)
+        return F.mse_loss(fn.render(x.shape[-2], x.shape[-1], coords_noise=jitter), x)
     (batch, channels), (height, width) = target.shape[:2], target.shape[-2:]
     pixels = random_pixels(batch, height, width, x.shape[-2] * x.shape[-1], device=target.device)
-    colours = fn.render_pixels(height, width, pixels, coords_noise=module.training)
+    colours = fn.render_pixels(height, width, pixels, coords_noise=jitter)
     return F.mse_loss(colours, target.flatten(2).gather(2, pixels.unsqueeze(1).expand(-1, channels, -1)))
 
 
@@ -92,6 +97,13 @@ def held_out_psnr(module: nn.Module, images: torch.Tensor, targets: torch.Tensor
     return {key: torch.cat(v).mean().item() for key, v in scores.items()}
 
 
+def lr_factor(step: int, steps: int, decay: float) -> float:
+    """The learning rate's multiplier at `step` of `steps`: 1, then a linear fall to 0 over the last
+    `decay` fraction of the steps (0: constant)."""
+    decay_steps = decay * steps
+    return 1.0 if decay_steps <= 0 else min(1.0, (steps - step) / decay_steps)
+
+
 def pretrain_steps(
     module: nn.Module,
     images: torch.Tensor,
@@ -101,15 +113,19 @@ def pretrain_steps(
     generator: torch.Generator | None = None,
     on_step: Callable[[int, float], None] | None = None,
     targets: torch.Tensor | None = None,
+    coords_noise: bool = True,
+    decay: float = 0.0,
 ) -> list[float]:
     """Run `steps` Adam steps (paper: lr 1e-4) of reconstruction on `images` (N, C, H, W) in [-1, 1].
 
     `targets` (N, C, R, R), the same images at a higher resolution, supervise the functions at R (see
-    :func:`reconstruction_loss`). Batches are drawn in epochs (a fresh permutation from `generator`
-    each pass). The module is left in training mode. Returns the loss of every step.
+    :func:`reconstruction_loss`); `coords_noise` off trains at the pixel centres only, without the
+    paper's variational coordinates (an ablation); `decay` is :func:`lr_factor`'s. Batches are drawn in epochs (a fresh permutation
+    from `generator` each pass). The module is left in training mode. Returns the loss of every step.
     """
     device = next(module.parameters()).device
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, steps=steps, decay=decay))
     module.train()
     n = images.shape[0]
     batch_size = min(batch_size, n)
@@ -120,10 +136,11 @@ def pretrain_steps(
         index = order[position : position + batch_size]
         position += batch_size
         target = targets[index].to(device) if targets is not None else None
-        loss = reconstruction_loss(module, images[index].to(device), target)
+        loss = reconstruction_loss(module, images[index].to(device), target, coords_noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         losses.append(loss.item())
         if on_step is not None:
             on_step(len(losses), losses[-1])
@@ -159,25 +176,29 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
     saved = config.model_copy(update={"lr": lr, "batch_size": batch_size, "holdout": holdout})
     (run_dir / "config.json").write_text(saved.model_dump_json(indent=2))
     above = f", supervised at {config.render_resolution} px" if targets is not None else ""
+    decay = f", falling to 0 over the last {config.lr_decay:.0%} of the steps" if config.lr_decay else ""
     console.print(f"cmzoo pretrain: {config.backbone}/{config.preset} on {name} at {config.resolution} px{above}, "
-                  f"{config.steps} steps, batch {batch_size}, Adam lr {lr}; {len(train)} images, {holdout} held out")
+                  f"{config.steps} steps, batch {batch_size}, Adam lr {lr}{decay}; {len(train)} images, {holdout} held out")
     bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}  held-out {task.fields[held]}", console)
     with bar as progress, open_run_log(run_dir, config.log) as log:
         task = progress.add_task("pretrain", total=config.steps, loss=float("nan"), held="–")
 
         def on_step(step: int, loss: float) -> None:
-            record = {"step": step, "mse": loss, "psnr": psnr_of_mse(loss)}
+            # The lr this step's update used (the schedule has advanced step − 1 times before it).
+            record = {"step": step, "mse": loss, "psnr": psnr_of_mse(loss),
+                      "lr": lr * lr_factor(step - 1, config.steps, config.lr_decay)}
             end = step == config.steps
-            if holdout and (end or (config.sample_every and step % config.sample_every == 0)):
+            scored = holdout and (end or (config.sample_every and step % config.sample_every == 0))
+            if scored:
                 scores = held_out_psnr(net, held, held_targets)
                 record.update({f"held_out_{k}": v for k, v in scores.items()})
                 progress.update(task, held="  ".join(f"{k} {v:.2f} dB" for k, v in scores.items()))
             progress.update(task, completed=step, loss=loss)
-            if step % config.log_every == 0 or end or len(record) > 3:
+            if step % config.log_every == 0 or end or scored:
                 log.scalars(record)
 
         pretrain_steps(net, train, config.steps, lr, batch_size, torch.Generator().manual_seed(config.seed), on_step,
-                       train_targets)
+                       train_targets, decay=config.lr_decay)
     state = {"step": config.steps, "num_classes": None, "online": net.state_dict(), "ema": net.state_dict(),
              "config": saved.model_dump_json()}
     save_checkpoint(run_dir / "checkpoints", config.steps, state, config.keep_checkpoints)
