@@ -408,7 +408,8 @@ def pretrain(net: torch.nn.Module, train: torch.Tensor, targets: torch.Tensor | 
     print(f"[superres] trained in {seconds:.0f} s ({args.steps / seconds:.2f} steps/s); "
           f"loss {head:.4f} → {tail:.4f} (train PSNR {10 * np.log10(4 / head):.2f} → {10 * np.log10(4 / tail):.2f} dB)", flush=True)
     return {"images": train.shape[0], "resolution": INPUT, "render_resolution": args.render_resolution or INPUT,
-            "steps": args.steps, "lr": args.lr, "lr_decay": args.lr_decay, "batch_size": args.batch_size, "optimizer": "Adam", "seed": args.seed,
+            "steps": args.steps, "lr": args.lr, "lr_decay": args.lr_decay, "batch_size": args.batch_size,
+            "optimizer": "Adam", "seed": args.seed,
             "loss_first20": float(head), "loss_last20": float(tail), "seconds": seconds,
             "loss_curve": [{"step": k, "mean_loss": v} for k, v in curve]}
 

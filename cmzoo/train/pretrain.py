@@ -120,8 +120,9 @@ def pretrain_steps(
 
     `targets` (N, C, R, R), the same images at a higher resolution, supervise the functions at R (see
     :func:`reconstruction_loss`); `coords_noise` off trains at the pixel centres only, without the
-    paper's variational coordinates (an ablation); `decay` is :func:`lr_factor`'s. Batches are drawn in epochs (a fresh permutation
-    from `generator` each pass). The module is left in training mode. Returns the loss of every step.
+    paper's variational coordinates (an ablation); `decay` shapes the rate as :func:`lr_factor`.
+    Batches are drawn in epochs (a fresh permutation from `generator` each pass). The module is left
+    in training mode. Returns the loss of every step.
     """
     device = next(module.parameters()).device
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
@@ -178,7 +179,8 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
     above = f", supervised at {config.render_resolution} px" if targets is not None else ""
     decay = f", falling to 0 over the last {config.lr_decay:.0%} of the steps" if config.lr_decay else ""
     console.print(f"cmzoo pretrain: {config.backbone}/{config.preset} on {name} at {config.resolution} px{above}, "
-                  f"{config.steps} steps, batch {batch_size}, Adam lr {lr}{decay}; {len(train)} images, {holdout} held out")
+                  f"{config.steps} steps, batch {batch_size}, Adam lr {lr}{decay}; {len(train)} images, "
+                  f"{holdout} held out")
     bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}  held-out {task.fields[held]}", console)
     with bar as progress, open_run_log(run_dir, config.log) as log:
         task = progress.add_task("pretrain", total=config.steps, loss=float("nan"), held="–")
