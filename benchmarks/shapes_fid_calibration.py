@@ -5,10 +5,12 @@ against the first 300 images of the set (the CPU default's evaluation: `cmzoo ev
 --n 300 --n-reference 300`). The rows tell which kind of sample meets a target such as FID ≤ 85 with
 precision ≥ 0.3:
 
-    python benchmarks/shapes_fid_calibration.py
+    python benchmarks/shapes_fid_calibration.py [--resolution 16]
 """
 
 from __future__ import annotations
+
+import argparse
 
 import torch
 import torchvision.transforms.functional as TF
@@ -32,10 +34,13 @@ def degraded(held: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--resolution", type=int, default=32, help="image side in px (default 32)")
+    size = p.parse_args().resolution
     torch.set_num_threads(2)
-    reference = load_dataset("shapes", 32).images[:300]
-    held = torch.stack([render_shapes(i, 32, 32) for i in HELD_OUT])
-    print("| samples (300 held-out shapes images, 32 px) | FID | precision | recall |\n|---|---:|---:|---:|")
+    reference = load_dataset("shapes", size).images[:300]
+    held = torch.stack([render_shapes(i, size, size) for i in HELD_OUT])
+    print(f"| samples (300 held-out shapes images, {size} px) | FID | precision | recall |\n|---|---:|---:|---:|")
     for name, images in degraded(held).items():
         r = evaluate_images(images.clamp(-1, 1), reference, progress=False)
         print(f"| {name} | {r.fid:.1f} | {r.precision:.3f} | {r.recall:.3f} |", flush=True)
