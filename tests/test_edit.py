@@ -98,7 +98,7 @@ def test_known_pixels_are_imposed_after_every_step():
     out = edit_sample(f, reference, mask, SIGMAS, generator=torch.Generator().manual_seed(5))
     keep = (mask == 0).expand_as(reference)
     assert torch.equal(out[keep], reference[keep])  # exactly, after the last imposition
-    assert out[~keep].min() > 1.5  # the generated pixels are f's, unclamped
+    assert torch.equal(out[~keep], torch.ones_like(out[~keep]))  # f's pixels, clamped before the imposition
     g = torch.Generator().manual_seed(5)
     torch.testing.assert_close(f.inputs[0], known_part(reference, mask) + SIGMA_MAX * torch.randn(reference.shape, generator=g))
     for tau, x in zip(SIGMAS[1:], f.inputs[1:]):
@@ -117,12 +117,26 @@ def test_superres_output_has_the_low_res_pixels_as_patch_means():
     assert (out - reference).abs().amax() > 0.1  # ...while the pixels inside each patch are generated
 
 
+def test_every_superres_step_input_keeps_the_low_res_patch_means():
+    # The reference clamps f's image, then imposes the known part: imposing first and clamping after
+    # moved the patch means of f's far-out-of-range image (10·c_out ≫ 1) away from the low-res pixels.
+    low = torch.rand(2, 3, 2, 2) * 2 - 1
+    reference = low.repeat_interleave(4, -1).repeat_interleave(4, -2)
+    f = Recording(ConstantNet(torch.full((1, 3, 8, 8), 10.0) + torch.randn(1, 3, 8, 8)))
+    edit_sample(f, reference, superres_mask(4), SIGMAS, superres_transform(4), generator=torch.Generator().manual_seed(2))
+    g = torch.Generator().manual_seed(2)
+    torch.randn(reference.shape, generator=g)  # the first step's noise
+    for tau, x in zip(SIGMAS[1:], f.inputs[1:]):
+        denoised = x - (tau**2 - SIGMA_MIN**2) ** 0.5 * torch.randn(reference.shape, generator=g)
+        torch.testing.assert_close(patch_means(denoised, 4), low, atol=1e-6, rtol=0)
+
+
 def test_one_step_edit_is_f_of_the_noisy_known_part():
     reference, mask = inpainting_case()
     f = ConsistencyFunction(ConstantNet(torch.rand(1, 3, 8, 8)))
     out = edit_sample(f, reference, mask, [SIGMA_MAX], generator=torch.Generator().manual_seed(1))
     x = known_part(reference, mask) + SIGMA_MAX * torch.randn(reference.shape, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(out, impose(reference, f(x, torch.full((2,), SIGMA_MAX)), mask))
+    torch.testing.assert_close(out, impose(reference, f(x, torch.full((2,), SIGMA_MAX)).clamp(-1, 1), mask))
 
 
 @pytest.mark.parametrize("task", ["inpaint", "superres"])

@@ -138,3 +138,22 @@ def test_sigma_list_must_decrease():
     f = ConsistencyFunction(MeanNet(torch.zeros(1, 3, 4, 4)))
     with pytest.raises(ConfigError, match="strictly decreasing"):
         multistep_sample(f, torch.randn(1, 3, 4, 4), [1.0, 2.0])
+
+
+@pytest.mark.parametrize("sigmas, message", [
+    ([SIGMA_MAX, 0.001], "σ_min, σ_max"),  # √(τ² − σ_min²) would be complex
+    ([100.0, 1.0], "σ_min, σ_max"),
+    ([SIGMA_MAX, -1.0], "σ_min, σ_max"),
+    ([float("nan")], "finite"),
+    ([float("inf"), 1.0], "finite"),
+    ([], "non-empty"),
+])
+def test_sigma_list_must_be_finite_and_within_the_trained_range(sigmas, message):
+    f = ConsistencyFunction(MeanNet(torch.zeros(1, 3, 4, 4)))
+    with pytest.raises(ConfigError, match=message):
+        multistep_sample(f, torch.randn(1, 3, 4, 4), sigmas)
+
+
+def test_sigma_list_may_reach_both_ends_of_the_range():
+    f = ConsistencyFunction(MeanNet(torch.zeros(1, 3, 4, 4)))
+    assert torch.isfinite(multistep_sample(f, torch.randn(1, 3, 4, 4), [SIGMA_MAX, 1.0, SIGMA_MIN])).all()

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 
 from cmzoo.engine.parameterization import SIGMA_MIN, ConsistencyFunction
-from cmzoo.engine.sampling import Size, _check_decreasing, _denoise, _randn_like, render_at_sizes, renoise
+from cmzoo.engine.sampling import Size, check_sigmas, denoise, randn_like, render_at_sizes, renoise
 
 Tensor = torch.Tensor
 
@@ -87,7 +87,7 @@ def known_part(reference: Tensor, mask: Tensor, transform: LinearTransform = INP
 
 def perturb(y: Tensor, sigma: float, generator: torch.Generator | None) -> Tensor:
     """x ~ N(y, σ² I): the first input of Algorithm 4."""
-    return y + sigma * _randn_like(y, generator)
+    return y + sigma * randn_like(y, generator)
 
 
 def edit_sample(
@@ -100,19 +100,17 @@ def edit_sample(
     generator: torch.Generator | None = None,
     sigma_min: float = SIGMA_MIN,
 ) -> Tensor:
-    """CM Algorithm 4: x = f(y + σ₁ z, σ₁), then x ← f(clip(x) + √(τ² − σ_min²) z, τ) for each later τ,
-    with the known part of y imposed after every step (so exactly on the returned image).
-
-    As in `multistep_sample`, each image that feeds a further step is clamped to [-1, 1] (after the
-    imposition) and the returned one is not.
+    """CM Algorithm 4: x = f(y + σ₁ z, σ₁), then x ← f(x + √(τ² − σ_min²) z, τ) for each later τ, where
+    every denoised image is clamped to [-1, 1] and then has the known part of y imposed — the reference
+    code's order, so every step's input (and the returned image) keeps the known part exactly.
     """
-    _check_decreasing(sigmas)
+    check_sigmas(sigmas, sigma_min)
     y = known_part(reference, mask, transform)
     x = perturb(y, sigmas[0], generator)
     for i, tau in enumerate(sigmas):
         if i:
             x = renoise(x, tau, generator, sigma_min)
-        x = impose(y, _denoise(model, x, tau, labels), mask, transform)
+        x = impose(y, denoise(model, x, tau, labels).clamp(-1, 1), mask, transform)
     return x
 
 
@@ -133,7 +131,7 @@ def edit_at_sizes(
     (the reference is given at its own size only): it enters through the skip term of the last step's
     input, bilinearly resized. Returns ({(H, W): images}, the last step's functions c_out·F_θ).
     """
-    _check_decreasing(sigmas)
+    check_sigmas(sigmas, sigma_min)
     y = known_part(reference, mask, transform)
     if len(sigmas) > 1:
         x = edit_sample(model, reference, mask, sigmas[:-1], transform, labels, generator, sigma_min)
@@ -143,7 +141,7 @@ def edit_at_sizes(
     images, fn = render_at_sizes(model, x, sigmas[-1], sizes, labels, resized_skip=True)
     size = tuple(y.shape[-2:])
     if size in images:
-        images[size] = impose(y, images[size], mask, transform)
+        images[size] = impose(y, images[size].clamp(-1, 1), mask, transform)
     return images, fn
 
 

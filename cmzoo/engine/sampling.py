@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -27,16 +29,16 @@ def multistep_sample(
     Every denoised image that feeds a further step is clamped to [-1, 1], as the reference sampler's
     `clip_denoised=True`; the returned (last) one is not, so a one-step sample is exactly f(σ₁ z, σ₁).
     """
-    _check_decreasing(sigmas)
-    x = _denoise(model, noise * sigmas[0], sigmas[0], labels)
+    check_sigmas(sigmas, sigma_min)
+    x = denoise(model, noise * sigmas[0], sigmas[0], labels)
     for tau in sigmas[1:]:
-        x = _denoise(model, renoise(x, tau, generator, sigma_min), tau, labels)
+        x = denoise(model, renoise(x.clamp(-1, 1), tau, generator, sigma_min), tau, labels)
     return x
 
 
 def renoise(x: torch.Tensor, tau: float, generator: torch.Generator | None, sigma_min: float = SIGMA_MIN) -> torch.Tensor:
-    """clip(x, −1, 1) + √(τ² − σ_min²) z: a denoised image taken back to noise level τ (CM Algorithm 1)."""
-    return x.clamp(-1, 1) + (tau**2 - sigma_min**2) ** 0.5 * _randn_like(x, generator)
+    """x + √(τ² − σ_min²) z: a denoised image taken back to noise level τ (CM Algorithm 1)."""
+    return x + (tau**2 - sigma_min**2) ** 0.5 * randn_like(x, generator)
 
 
 def sample_at_sizes(
@@ -54,10 +56,11 @@ def sample_at_sizes(
     the resized input after several steps and none at other sizes for a one-step sample from pure noise
     (c_skip(σ_max) ≈ 4e-5; paper App. D.3). At the input's size this is exactly `multistep_sample`.
     """
-    _check_decreasing(sigmas)
+    check_sigmas(sigmas, sigma_min)
     x = noise * sigmas[0]
     if len(sigmas) > 1:
-        x = renoise(multistep_sample(model, noise, sigmas[:-1], labels, generator, sigma_min), sigmas[-1], generator, sigma_min)
+        previous = multistep_sample(model, noise, sigmas[:-1], labels, generator, sigma_min)
+        x = renoise(previous.clamp(-1, 1), sigmas[-1], generator, sigma_min)
     return render_at_sizes(model, x, sigmas[-1], sizes, labels, resized_skip=len(sigmas) > 1)
 
 
@@ -89,16 +92,23 @@ def render_at_sizes(
     return images, fn
 
 
-def _randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Gaussian noise shaped like x, drawn on the generator's device (so a CPU seed is reproducible)."""
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
-def _denoise(model: ConsistencyFunction, x: torch.Tensor, sigma: float, labels: torch.Tensor | None) -> torch.Tensor:
+def denoise(model: ConsistencyFunction, x: torch.Tensor, sigma: float, labels: torch.Tensor | None) -> torch.Tensor:
+    """f(x, σ) at one noise level σ for the whole batch."""
     return model(x, torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype), labels)
 
 
-def _check_decreasing(sigmas: Sequence[float]) -> None:
-    if len(sigmas) == 0 or any(b >= a for a, b in zip(sigmas, sigmas[1:])):
-        raise ConfigError(f"sampling σ list must be non-empty and strictly decreasing, got {list(sigmas)}")
+def check_sigmas(sigmas: Sequence[float], sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> None:
+    """A sampling σ list must be non-empty, finite, strictly decreasing and within [σ_min, σ_max]:
+    below σ_min, √(τ² − σ_min²) has no real value; above σ_max, f was never trained."""
+    values = [float(s) for s in sigmas]
+    if not values or not all(math.isfinite(s) for s in values) or any(b >= a for a, b in zip(values, values[1:])):
+        raise ConfigError(f"sampling σ list must be non-empty, finite and strictly decreasing, got {values}")
+    if values[0] > sigma_max or values[-1] < sigma_min:
+        raise ConfigError(f"sampling σ list {values} leaves the trained range: every σ must lie in "
+                          f"[σ_min, σ_max] = [{sigma_min:g}, {sigma_max:g}]")
