@@ -87,6 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         backbone=args.backbone, preset=args.preset, recipe=args.recipe, data=args.data, resolution=args.resolution,
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, out=args.out, seed=args.seed, device=args.device,
         distance=args.distance, lpips_weights=args.lpips_weights, init_from=args.init_from,
+        boundary_scale=args.boundary_scale, warmup=args.warmup,
         pretrain_steps=args.pretrain_steps,
         class_conditional=args.class_conditional or None, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, grad_accum=args.grad_accum,
@@ -115,8 +116,12 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=("radam", "adam"), help="default: the recipe's (radam for the paper's)")
+    p.add_argument("--warmup", type=int, metavar="STEPS", help="linear lr warm-up steps, at most K/10 "
+                   "(default: the recipe's)")
     p.add_argument("--distance", help=f"{', '.join(DISTANCES)} (default: the recipe's)")
     p.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
+    p.add_argument("--boundary-scale", type=float, metavar="S", help="evaluate c_skip and c_out at "
+                   "σ_min + S(σ − σ_min) (default: the recipe's; 1 is the paper's parameterisation)")
     p.add_argument("--class-conditional", action="store_true", help="condition on the data set's labels")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
@@ -366,6 +371,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         quality_resolution=args.quality_resolution, steps=args.steps, seconds=args.seconds,
         quality_batch_size=args.quality_batch_size, recipe=args.recipe, n_eval=args.n_eval,
         n_reference=args.n_reference, minutes=parse_list(args.minutes, float, "--minutes"),
+        train_overrides=parse_overrides(args.train_set) if args.train_set else None,
+        steps_per_minute=parse_overrides(args.steps_per_minute) if args.steps_per_minute else None,
     )
     result = run_bench(config)
     print(f"wrote {', '.join(str(p) for p in result.files)}")
@@ -396,6 +403,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-eval", type=int, help="quality: one-step samples scored per backbone (default 1000)")
     p.add_argument("--n-reference", type=int, help="quality: reference images (default: all)")
     p.add_argument("--minutes", help="convergence: training minutes at which to score, e.g. 5,10,20,40")
+    p.add_argument("--steps-per-minute", nargs="+", metavar="BACKBONE=RATE",
+                   help="convergence: pin the step rates instead of timing a few steps, e.g. func=354 dit=556")
+    p.add_argument("--train-set", nargs="+", metavar="FIELD=VALUE",
+                   help="quality and convergence: train config fields for every run, e.g. boundary_scale=10")
     p.add_argument("--out", help="results folder (default runs/bench)")
     p.add_argument("--config", metavar="FILE.toml", help="BenchConfig fields; flags override them")
     p.set_defaults(handler=cmd_bench)

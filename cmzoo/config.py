@@ -41,7 +41,10 @@ class TrainConfig(BaseModel):
     batch_size: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
     optimizer: Literal["radam", "adam"] | None = None  # None: the recipe's
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] | None = None  # None: the recipe's
+    warmup: int | None = Field(None, ge=0)  # linear lr warm-up steps (capped at K/10); None: the recipe's
     sample_ema: float | None = Field(None, ge=0, lt=1)
+    boundary_scale: float | None = Field(None, gt=0)  # None: the recipe's (1: the paper's c_skip, c_out)
     seed: int = 0
     out: str = "runs/cmzoo"
     device: str = "auto"
@@ -89,7 +92,10 @@ class TrainConfig(BaseModel):
             batch_size=self.batch_size or r.batch_size,
             lr=self.lr or r.lr,
             optimizer=self.optimizer or r.optimizer,
+            betas=self.betas or r.betas,
+            warmup=r.warmup if self.warmup is None else self.warmup,
             sample_ema=r.sample_ema if self.sample_ema is None else self.sample_ema,
+            boundary_scale=self.boundary_scale or r.boundary_scale,
         )
         return self.model_copy(update=updates), notices
 

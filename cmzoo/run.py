@@ -14,7 +14,7 @@ from cmzoo.backbone import BackboneSpec, ImageFunction, validation_message
 import cmzoo.checkpoint as checkpoint
 from cmzoo.config import TrainConfig
 from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
-from cmzoo.engine.sampling import Size, multistep_sample, sample_at_sizes
+from cmzoo.engine.sampling import Size, check_sigmas, multistep_sample, sample_at_sizes
 from cmzoo.engine.schedules import karras_sigmas
 from cmzoo.errors import CheckpointError, ConfigError
 from cmzoo.plugins import build_backbone, get_backbone, require
@@ -63,7 +63,8 @@ def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.
     net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution, channels,
                          num_classes)
     checkpoint.load_module_state(net, net_state, path)
-    model = ConsistencyFunction(net).to(device).eval().requires_grad_(False)
+    # A run written before boundary_scale existed has none: it was trained with the paper's scalings.
+    model = ConsistencyFunction(net, boundary_scale=config.boundary_scale or 1.0).to(device).eval().requires_grad_(False)
     return Run(model, config, spec, int(state["step"]), num_classes, channels)
 
 
@@ -73,7 +74,9 @@ def sigma_schedule(steps: int | Sequence[float]) -> list[float]:
         if steps < 1:
             raise ConfigError(f"--steps must be ≥ 1, got {steps}")
         return [SIGMA_MAX] if steps == 1 else karras_sigmas(steps + 1).flip(0)[:steps].tolist()
-    return [float(s) for s in steps]
+    sigmas = [float(s) for s in steps]
+    check_sigmas(sigmas)
+    return sigmas
 
 
 @torch.no_grad()

@@ -217,3 +217,26 @@ def test_a_greyscale_run_trains_samples_and_renders_with_one_channel(tmp_path, b
     else:
         assert main(["sample", "--run", run, "--n", "2", "--out", str(out)]) == 0
         assert Image.open(out).size == (34, 2 * 33 + 1)  # a 1×2 grid of 32-px images
+
+
+def test_sample_refuses_a_sigma_list_outside_the_trained_range(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--backbone", "dit", "--steps", "2", "--batch-size", "2", "--sample-every", "0", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--run", out, "--steps", "80", "0.001", "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "[σ_min, σ_max] = [0.002, 80]" in err, err
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_boundary_scale_is_kept_by_the_run_and_absent_means_the_papers(tmp_path):
+    from cmzoo.run import load_run
+
+    out = tmp_path / "run"
+    assert main(["train", "--backbone", "dit", "--steps", "2", "--batch-size", "2", "--sample-every", "0",
+                 "--boundary-scale", "10", "--out", str(out)]) == 0
+    assert load_run(out).model.boundary_scale == 10.0
+    config = json.loads((out / "config.json").read_text())
+    del config["boundary_scale"]  # a run written before the option existed
+    (out / "config.json").write_text(json.dumps(config))
+    assert load_run(out).model.boundary_scale == 1.0

@@ -84,3 +84,11 @@ def test_denoising_loss_is_the_weighted_l2_to_the_clean_image():
     sigma, w = torch.tensor([0.1, 0.5, 1.0, 4.0]), torch.tensor([1.0, 2.0, 3.0, 4.0])
     expected = (w * l2(c_skip(sigma)[:, None, None, None] * (x + sigma[:, None, None, None] * z), x)).mean()
     torch.testing.assert_close(denoising_loss(f, x, sigma, z, w, l2), expected)
+
+
+def test_ect_consistency_pairs_are_floored_at_the_boundary_and_not_capped_above():
+    pairs = get_recipe("ect").pairs(999, 1000, 200_000, torch.Generator().manual_seed(1))
+    t, r = pairs.sigma_next, pairs.sigma
+    assert t.min() >= 2 * SIGMA_MIN  # so that Δt ≥ σ_min and 1/Δt ≤ 1/σ_min
+    assert (t > 80.0).any()  # as the reference: lognormal t is not clamped to σ_max
+    assert (r == SIGMA_MIN).any() and r.min() == SIGMA_MIN  # the reference's r = 0: the boundary f(x, σ_min) = x

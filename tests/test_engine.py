@@ -10,7 +10,7 @@ from cmzoo.engine import schedules
 from cmzoo.engine.distances import l2, pseudo_huber, pseudo_huber_c
 from cmzoo.engine.ema import ema_update
 from cmzoo.engine.parameterization import (
-    SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyFunction, c_in, c_noise, c_out, c_skip,
+    SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyFunction, boundary_sigma, c_in, c_noise, c_out, c_skip,
 )
 from cmzoo.engine.recipes import RECIPES, get_recipe
 from cmzoo.errors import ConfigError
@@ -40,6 +40,25 @@ def test_scalings_closed_forms():
     torch.testing.assert_close(c_noise(torch.tensor([1.0, math.e])), torch.tensor([0.0, 250.0]))
     # c_skip(σ_max) ≈ 3.9e-5, as the skip term dropped for any-size one-step sampling
     assert abs(c_skip(torch.tensor(SIGMA_MAX)).item() - 3.9e-5) < 1e-6
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0])
+def test_boundary_condition_holds_for_every_boundary_scale(scale):
+    f = ConsistencyFunction(ConstantNet(123.0), boundary_scale=scale)
+    x = torch.randn(4, 3, 8, 8)
+    assert torch.equal(f(x, torch.full((4,), SIGMA_MIN)), x)
+
+
+def test_boundary_scale_moves_c_skip_and_c_out_but_not_c_in():
+    sigma = torch.tensor([0.66], dtype=torch.float64)
+    paper = ConsistencyFunction(ConstantNet(0.0)).scalings(sigma, 1)
+    sharp = ConsistencyFunction(ConstantNet(0.0), boundary_scale=10.0).scalings(sigma, 1)
+    torch.testing.assert_close(torch.stack(paper), torch.stack([c_skip(sigma), c_out(sigma), c_in(sigma)]))
+    # LCM's timestep scaling: c_skip = σ_data² / ((s(σ − σ_min))² + σ_data²) — 0.0057 at σ = 0.66 against 0.37
+    expected_skip = SIGMA_DATA**2 / ((10 * (0.66 - SIGMA_MIN)) ** 2 + SIGMA_DATA**2)
+    assert sharp[0].item() == pytest.approx(expected_skip) and expected_skip < 0.006 < 0.36 < paper[0].item()
+    torch.testing.assert_close(sharp[1], c_out(boundary_sigma(sigma, 10.0)))
+    torch.testing.assert_close(sharp[2], paper[2])  # the network's input keeps unit variance
 
 
 def test_c_in_gives_unit_variance():

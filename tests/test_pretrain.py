@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 import cmzoo
 from cmzoo.cli import main
-from cmzoo.train.pretrain import lr_factor, random_pixels, reconstruct, reconstruction_loss
+from cmzoo.train.optim import lr_factor
+from cmzoo.train.pretrain import random_pixels, reconstruct, reconstruction_loss
 
 
 @pytest.fixture
@@ -67,6 +68,12 @@ def test_lr_factor_is_constant_then_falls_linearly_to_zero():
     assert [lr_factor(s, 10, 0.3) for s in range(11)] == pytest.approx([1] * 8 + [2 / 3, 1 / 3, 0])
     assert [lr_factor(s, 4, 1.0) for s in range(5)] == pytest.approx([1, 0.75, 0.5, 0.25, 0])
     assert {lr_factor(s, 10, 0.0) for s in range(11)} == {1.0}
+
+
+def test_lr_warmup_rises_linearly_over_at_most_a_tenth_of_the_run():
+    assert [lr_factor(s, 1000, warmup=4) for s in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1])
+    assert [lr_factor(s, 30, warmup=100) for s in range(4)] == pytest.approx([1 / 3, 2 / 3, 1, 1])  # 3 = 30/10
+    assert lr_factor(9, 10, decay=0.5, warmup=0) == pytest.approx(0.2)
 
 
 def test_pretrain_logs_the_decayed_learning_rate(tmp_path, npz64):

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _trainer(tmp_path, **overrides):
-    cfg = make_config(backbone="dit", preset="tiny", resolution=16, shapes_count=8, batch_size=4, steps=2,
-                      recipe="ct-short", sample_every=0, denoise_every=0, device="cpu", out=str(tmp_path / "run"),
-                      **overrides)
+    cfg = make_config(**{**dict(backbone="dit", preset="tiny", resolution=16, shapes_count=8, batch_size=4, steps=2,
+                                recipe="ct-short", sample_every=0, denoise_every=0, device="cpu",
+                                out=str(tmp_path / "run")), **overrides})
     return Trainer(cfg, console=Console(file=io.StringIO()))
 
 
@@ -101,3 +101,26 @@ def test_periodic_work_is_due_on_its_multiples_and_at_the_end_only_when_asked():
     assert [k for k in range(1, 10) if every_3.due(k, 9)] == [3, 6]  # the loop's own last step is done after it
     assert [k for k in range(1, 11) if with_end.due(k, 10)] == [3, 6, 9, 10]
     assert not any(Periodic(0, lambda: None, at_end=True).due(k, 10) for k in range(1, 11))  # 0: never
+
+
+def test_ect_consistency_tuning_starts_with_a_fresh_optimizer_state(tmp_path):
+    # K = 10 and 40 % denoiser steps: steps 0…3 train the denoiser, step 4 starts consistency tuning.
+    trainer = _trainer(tmp_path, recipe="ect", steps=10, pretrain_steps=0)
+    assert [k for k in range(10) if trainer.recipe.fresh_optimizer(k, 10)] == [4]
+
+    def adam_steps() -> set[float]:
+        return {float(state["step"]) for state in trainer.optimizer.state.values()}
+
+    for _ in range(4):
+        trainer.train_step()
+    assert adam_steps() == {4.0}
+    trainer.train_step()
+    assert adam_steps() == {1.0}  # the denoiser's moments are gone, not carried into the first tuning step
+    trainer.train_step()
+    assert adam_steps() == {2.0}
+
+
+def test_grid_recipes_never_reset_the_optimizer():
+    from cmzoo.engine.recipes import get_recipe
+
+    assert not any(get_recipe(name).fresh_optimizer(k, 100) for name in ("ct", "ict", "ct-short") for k in range(101))

@@ -35,6 +35,13 @@ def c_noise(sigma: torch.Tensor) -> torch.Tensor:
     return 250.0 * torch.log(sigma + 1e-44)
 
 
+def boundary_sigma(sigma: torch.Tensor, scale: float = 1.0, sigma_min: float = SIGMA_MIN) -> torch.Tensor:
+    """σ_min + s·(σ − σ_min): where c_skip and c_out are evaluated. s = 1 is the paper's; s > 1 narrows
+    the boundary region, so that c_skip ≈ 0 and F predicts the clean image except near σ_min (latent
+    consistency models' timestep scaling, s = 10). Both boundary conditions hold for every s."""
+    return sigma_min + scale * (sigma - sigma_min)
+
+
 def append_dims(t: torch.Tensor, ndim: int) -> torch.Tensor:
     """View a (B,) tensor as (B, 1, …, 1) with `ndim` dimensions, for broadcasting over images."""
     return t.reshape(t.shape + (1,) * (ndim - t.ndim))
@@ -43,18 +50,21 @@ def append_dims(t: torch.Tensor, ndim: int) -> torch.Tensor:
 class ConsistencyFunction(nn.Module):
     """The preconditioning wrapper around a backbone F_θ: the only place that knows σ."""
 
-    def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA, sigma_min: float = SIGMA_MIN) -> None:
+    def __init__(self, net: nn.Module, sigma_data: float = SIGMA_DATA, sigma_min: float = SIGMA_MIN,
+                 boundary_scale: float = 1.0) -> None:
         super().__init__()
         self.net = net
         self.sigma_data = sigma_data
         self.sigma_min = sigma_min
+        self.boundary_scale = boundary_scale
 
     def scalings(self, sigma: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(c_skip, c_out, c_in) for a (B,) σ, shaped to broadcast over (B, C, H, W)."""
         sigma = append_dims(sigma, ndim)
+        boundary = boundary_sigma(sigma, self.boundary_scale, self.sigma_min)
         return (
-            c_skip(sigma, self.sigma_data, self.sigma_min),
-            c_out(sigma, self.sigma_data, self.sigma_min),
+            c_skip(boundary, self.sigma_data, self.sigma_min),
+            c_out(boundary, self.sigma_data, self.sigma_min),
             c_in(sigma, self.sigma_data),
         )
 

@@ -49,6 +49,8 @@ class Recipe:
     batch_size: int
     sample_ema: float
     optimizer: Literal["radam", "adam"] = "radam"
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup: int = 0  # steps of linear learning-rate warm-up (at most a tenth of the run)
     p_mean: float = -1.1
     p_std: float = 2.0
     sigma_min: float = SIGMA_MIN
@@ -62,6 +64,7 @@ class Recipe:
     ect_b: float = 1.0
     denoise_p_mean: float = -1.2  # the EDM training density of σ
     denoise_p_std: float = 1.2
+    boundary_scale: float = 1.0  # c_skip, c_out at σ_min + s(σ − σ_min); 1: the paper's (parameterization.py)
 
     def num_scales(self, k: int, total_steps: int) -> int:
         """N(k): the number of grid points at global step k of K (grid curricula)."""
@@ -103,11 +106,18 @@ class Recipe:
             t = t.clamp(self.sigma_min, self.sigma_max)
             return SigmaPairs(torch.full_like(t, self.sigma_min), t, schedules.edm_weight(t), True, {"stage": -1})
         t = schedules.sample_lognormal_sigmas(batch, self.p_mean, self.p_std, generator)
-        t = t.clamp(2 * self.sigma_min, self.sigma_max)
-        # r = 0 in the reference means "the target is the clean image"; at σ_min the boundary condition
-        # f(x, σ_min) = x gives that target without a special case.
+        # The reference's r = 0 is cmzoo's σ_min (the boundary of f), so the target is f(x₀ + σ_min z, σ_min)
+        # = x₀ + σ_min·z and the weight 1/(t − σ_min). t must then exceed σ_min for a positive Δt:
+        # t ≥ 2σ_min keeps 1/Δt ≤ 1/σ_min. No upper clamp, as the reference (t > σ_max in 0.3 % of draws).
+        t = t.clamp(min=2 * self.sigma_min)
         r = schedules.ect_r(t, stage, self.q, self.ect_k, self.ect_b).clamp(min=self.sigma_min)
         return SigmaPairs(r, t, self.weight(r, t), False, {"stage": stage})
+
+    def fresh_optimizer(self, k: int, total_steps: int) -> bool:
+        """Whether step k starts a phase with a fresh optimizer state: ECT's consistency tuning, whose
+        gradients are an order of magnitude larger than the denoiser's (the reference tunes with a new
+        optimizer; Adam's second moment from the denoiser would make its first steps far too large)."""
+        return self.curriculum == "ect" and 0 < k == round(self.denoise_fraction * total_steps)
 
     def target_ema_at(self, pairs: SigmaPairs) -> float:
         """μ for the step that drew `pairs`."""
@@ -118,7 +128,7 @@ class Recipe:
         distance = distance or self.distance
         if self.curriculum == "ect":
             return (f"recipe {self.name}: denoiser (EDM loss) for {self.denoise_fraction:.0%} of the steps, then "
-                    f"{self.stages} stages of Δt/t halving, μ = 0, {distance}, 1/Δt weights ({self.description})")
+                    f"a fresh optimizer state and {self.stages} stages of Δt/t halving, μ = 0, {distance}, 1/Δt weights ({self.description})")
         n0, n1 = self.num_scales(0, 1), self.num_scales(1, 1)
         mu = "μ = 0" if self.mu0 is None else f"μ {self.target_ema(n0):.4g} → {self.target_ema(n1):.5g}"
         return f"recipe {self.name}: N {n0} → {n1}, {mu}, {distance}, {self.index_sampling} σ-index ({self.description})"
@@ -139,6 +149,12 @@ RECIPES: dict[str, Recipe] = {
         name="ct-short", description="a short CPU curriculum: s₁ = 6 instead of the paper's 150",
         curriculum="ct", s0=2, s1=6, mu0=0.9, index_sampling="uniform", weighting="uniform",
         distance="pseudo_huber", lr=1e-3, batch_size=32, sample_ema=0.995,
+    ),
+    "ict-short": Recipe(
+        name="ict-short", description="iCT for short runs: N = 11 throughout, Adam β₂ 0.995 with lr warm-up",
+        curriculum="ict", s0=10, s1=10, mu0=None, index_sampling="lognormal", weighting="ict",
+        distance="pseudo_huber", lr=1e-3, batch_size=32, sample_ema=0.999, optimizer="adam", betas=(0.9, 0.995),
+        warmup=1000,
     ),
     "ect": Recipe(
         name="ect", description="easy consistency tuning (Geng et al. 2024)",

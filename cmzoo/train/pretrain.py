@@ -25,6 +25,7 @@ from cmzoo.engine.parameterization import c_in
 from cmzoo.errors import ConfigError, DataError
 from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
+from cmzoo.train.optim import lr_factor
 from cmzoo.train.tracking import open_run_log, refuse_existing_run
 
 
@@ -95,13 +96,6 @@ def held_out_psnr(module: nn.Module, images: torch.Tensor, targets: torch.Tensor
             scores.setdefault(key, []).append(psnr(fn.render(*truth.shape[-2:]).clamp(-1, 1), truth))
     module.train(was_training)
     return {key: torch.cat(v).mean().item() for key, v in scores.items()}
-
-
-def lr_factor(step: int, steps: int, decay: float) -> float:
-    """The learning rate's multiplier at `step` of `steps`: 1, then a linear fall to 0 over the last
-    `decay` fraction of the steps (0: constant)."""
-    decay_steps = decay * steps
-    return 1.0 if decay_steps <= 0 else min(1.0, (steps - step) / decay_steps)
 
 
 def pretrain_steps(

@@ -32,6 +32,7 @@ from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
 from cmzoo.run import Run, generate
 from cmzoo.train import distributed
+from cmzoo.train.optim import OPTIMIZERS, lr_factor
 from cmzoo.train.pretrain import pretrain_steps, psnr_of_mse
 from cmzoo.train.tracking import RunLog, open_run_log, refuse_existing_run, summary_writer
 
@@ -41,9 +42,6 @@ class TrainingInterrupted(TrainingError):
 
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-# RAdam (the paper's) damps its first ~2/(1 − β₂) steps by variance rectification, which is most of a
-# short CPU run; Adam takes full steps from the start.
-OPTIMIZERS = {"radam": torch.optim.RAdam, "adam": torch.optim.Adam}
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,7 @@ class Trainer:
             self.num_classes = self.data.num_classes
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
         net = build_backbone(self.spec, backbone_config, cfg.resolution, self.data.images.shape[1], self.num_classes)
-        self.online = ConsistencyFunction(net).to(self.device)
+        self.online = ConsistencyFunction(net, boundary_scale=cfg.boundary_scale).to(self.device)
         if cfg.init_from:
             checkpoint.load_run_weights(self.online.net, Path(cfg.init_from))
         if cfg.pretrain_steps is None:  # the CPU default pre-trains a function backbone from scratch
@@ -97,7 +95,7 @@ class Trainer:
         self.target_forward: torch.nn.Module = self.target  # the target's forward; its state stays in self.target
         if self.dist.enabled:  # a different dropout stream per rank, as a larger single-process batch has
             torch.manual_seed(cfg.seed + 1_000_003 * self.dist.rank)
-        self.optimizer = OPTIMIZERS[cfg.optimizer](self.online.parameters(), lr=cfg.lr)
+        self.optimizer = OPTIMIZERS[cfg.optimizer](self.online.parameters(), lr=cfg.lr, betas=cfg.betas)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
         self.distance = make_distance(cfg.distance, tuple(self.data.images.shape[1:]), cfg.lpips_weights)
         if isinstance(self.distance, torch.nn.Module):
@@ -128,6 +126,10 @@ class Trainer:
         pairs = recipe.pairs(k, cfg.steps, cfg.batch_size, self.generator)  # a pure function of the step
         noise = torch.randn(x0.shape, generator=self.generator)
         batch = (x0, pairs.sigma, pairs.sigma_next, noise, pairs.weight, labels)
+        if recipe.fresh_optimizer(k, cfg.steps):
+            self.optimizer.state.clear()  # Adam's moments and step counts start again
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(k, cfg.steps, warmup=cfg.warmup)
         self.online.train()
         self.optimizer.zero_grad(set_to_none=True)
         micro_batches = self.dist.shard(cfg.batch_size, cfg.grad_accum)
@@ -257,14 +259,7 @@ class Trainer:
             (self.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
         for notice in self.notices:
             self.console.print(f"[yellow]note:[/] {notice}")
-        params = sum(p.numel() for p in self.online.parameters())
-        world = f" × {self.dist.world_size} processes" if self.dist.enabled else ""
-        self.console.print(
-            f"cmzoo: {cfg.backbone}/{cfg.preset} ({params / 1e6:.2f}M params) on {self.data.name} "
-            f"at {cfg.resolution} px, {cfg.steps} steps, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr}, {self.device}{world}, "
-            f"{cfg.precision}\n       {self.recipe.summary(cfg.distance)}"
-            + (f"\n       reconstruction pre-training first: {cfg.pretrain_steps} steps" if cfg.pretrain_steps and not self.step else "")
-        )
+        self.console.print(self.start_line())
         if self.dist.main:
             # A resumed run continues after its checkpoint's step: TensorBoard drops later, stale events.
             self.run_log = open_run_log(self.run_dir, cfg.log, purge_step=self.step + 1 if self.step else None)
@@ -279,6 +274,24 @@ class Trainer:
             self.run_log.close()
             self.run_log = RunLog()
         return self.run_dir
+
+    def start_line(self) -> str:
+        """What this run trains and how, for the start of its output."""
+        cfg = self.config
+        params = sum(p.numel() for p in self.online.parameters())
+        world = f" × {self.dist.world_size} processes" if self.dist.enabled else ""
+        warmup = f" (warm-up {min(cfg.warmup, cfg.steps // 10)} steps)" if cfg.warmup else ""
+        lines = [
+            f"cmzoo: {cfg.backbone}/{cfg.preset} ({params / 1e6:.2f}M params) on {self.data.name} at {cfg.resolution} px, "
+            f"{cfg.steps} steps, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr} β {cfg.betas[0]:g}/{cfg.betas[1]:g}"
+            f"{warmup}, {self.device}{world}, {cfg.precision}",
+            self.recipe.summary(cfg.distance),
+        ]
+        if cfg.boundary_scale != 1:
+            lines.append(f"c_skip, c_out at σ_min + {cfg.boundary_scale:g}(σ − σ_min)")
+        if cfg.pretrain_steps and not self.step:
+            lines.append(f"reconstruction pre-training first: {cfg.pretrain_steps} steps")
+        return "\n       ".join(lines)
 
     def pretrain(self) -> None:
         """Reconstruction pre-training of the online network (paper §3.4), then θ⁻ and the EMA copy it."""
