@@ -41,8 +41,28 @@ class BenchConfig(BaseModel):
     n_eval: int = Field(1000, ge=2)  # one-step samples scored per backbone
     n_reference: int | None = Field(None, ge=2)  # None: the whole data set
     stability_sigma: float = Field(1.0, gt=0)  # the denoising-distance bucket plotted against step
+    # TrainConfig fields every quality and convergence run also gets, e.g. {boundary_scale = 10}.
+    train_overrides: dict[str, Any] = Field(default_factory=dict)
     # Convergence: one run per backbone under the quality protocol, scored at these training minutes.
     minutes: list[float] = Field(default_factory=lambda: [5.0, 10.0, 20.0, 40.0], min_length=1)
+    # Training steps per minute by backbone name; a backbone not named here is timed over a few steps.
+    # Pinned rates make a rerun stop at the same steps whatever else the machine is doing.
+    steps_per_minute: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("train_overrides")
+    @classmethod
+    def _not_the_protocol(cls, v: dict[str, Any]) -> dict[str, Any]:
+        owned = sorted(set(v) & {"backbone", "steps", "stop_at", "out"})
+        if owned:
+            raise ValueError(f"{', '.join(owned)} are set by the bench for every backbone; remove them")
+        return v
+
+    @field_validator("steps_per_minute")
+    @classmethod
+    def _positive_rates(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(rate <= 0 for rate in v.values()):
+            raise ValueError("every rate must be > 0 steps per minute")
+        return v
 
     @field_validator("minutes")
     @classmethod

@@ -23,7 +23,7 @@ def convergence_records(bench: Bench, spec: BackboneSpec) -> Iterator[Record]:
     each point's records are yielded as soon as they are measured."""
     cfg = bench.config
     minutes = sorted(cfg.minutes)
-    steps_per_minute = steps_for_seconds(bench, spec, 60.0)
+    steps_per_minute = cfg.steps_per_minute.get(spec.name) or steps_for_seconds(bench, spec, 60.0)
     total = max(1, round(minutes[-1] * steps_per_minute))
     config = quality_train_config(bench, spec, total).model_copy(
         update={"out": str(Path(cfg.out) / "convergence" / spec.name)})

@@ -24,12 +24,13 @@ from cmzoo.train.trainer import Trainer, train
 def quality_train_config(bench: Bench, spec: BackboneSpec, steps: int) -> TrainConfig:
     """The shared protocol, with only the backbone (and, for a wall-clock budget, K) differing."""
     cfg = bench.config
-    return make_config(
+    protocol = dict(
         backbone=spec.name, preset=cfg.preset, data=cfg.data, resolution=cfg.quality_size, steps=steps,
         batch_size=cfg.quality_batch_size, recipe=cfg.recipe, precision=cfg.precision, device=str(bench.device),
         seed=cfg.seed, out=str(Path(cfg.out) / "quality" / spec.name), sample_every=0, checkpoint_every=0,
         denoise_every=max(1, steps // 20), log_every=max(1, steps // 100),
     )
+    return make_config(**{**protocol, **cfg.train_overrides})
 
 
 def clear_run_dir(config: TrainConfig) -> None:
