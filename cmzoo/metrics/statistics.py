@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch_fidelity.metric_fid import fid_features_to_statistics
 
 from cmzoo.metrics.inception import (
     FEATURES_VERSION,
     as_uint8_images,
     inception_features,
+    torch_fidelity,
 )
 
 CACHE_ENV = "CMZOO_CACHE"
@@ -45,7 +45,8 @@ class FeatureStatistics:
 
 def feature_statistics(pool: torch.Tensor, spatial: torch.Tensor) -> FeatureStatistics:
     """Means and covariances of pool and spatial features (torch-fidelity's estimator, in float64)."""
-    stats, stats_spatial = fid_features_to_statistics(pool.double()), fid_features_to_statistics(spatial.double())
+    to_statistics = torch_fidelity("metric_fid").fid_features_to_statistics
+    stats, stats_spatial = to_statistics(pool.double()), to_statistics(spatial.double())
     return FeatureStatistics(pool.float(), stats["mu"], stats["sigma"], stats_spatial["mu"], stats_spatial["sigma"])
 
 
