@@ -124,7 +124,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                    "σ_min + S(σ − σ_min) (default: the recipe's; 1 is the paper's parameterisation)")
     p.add_argument("--class-conditional", action="store_true", help="condition on the data set's labels")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
     p.add_argument("--sample-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--keep-checkpoints", type=int, metavar="K", help="keep the newest K checkpoints (default 3)")
@@ -152,7 +152,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.save_functions:
         require("function_output", run.spec, "--save-functions")
     images, functions = generate(run, args.n, parse_steps(args.steps), args.seed, sizes,
-                                 batch_size=args.batch_size, progress=True)
+                                 batch_size=args.batch_size, progress=True, functions=bool(args.save_functions))
     out = Path(args.out)
     for size, batch in images.items():
         path = out if len(images) == 1 else out.with_name(f"{out.stem}_{size[0]}x{size[1]}{out.suffix}")
@@ -173,16 +173,17 @@ def add_sample_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-functions", metavar="F.safetensors", help="function backbones: save the image functions")
     p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--out", default="samples.png", metavar="FILE.png")
     p.set_defaults(handler=cmd_sample)
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from cmzoo.device import resolve_device
     from cmzoo.run import load_image_function
     from cmzoo.grids import save_grid
 
-    functions = load_image_function(args.functions)
+    functions = load_image_function(args.functions).to(resolve_device(args.device))
     height, width = parse_size(args.size)
     with torch.no_grad():
         images = functions.render(height, width).clamp(-1, 1)
@@ -194,6 +195,7 @@ def add_render_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="render saved image functions at any size")
     p.add_argument("functions", metavar="F.safetensors")
     p.add_argument("--size", required=True, help="H or HxW, e.g. 512x256")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--out", default="render.png", metavar="FILE.png")
     p.set_defaults(handler=cmd_render)
 
@@ -223,7 +225,7 @@ def add_edit_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", nargs="+", help="a step count (default 8), or decreasing σ values")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--out", default="edit.png", metavar="FILE.png")
     p.set_defaults(handler=cmd_edit)
 
@@ -247,7 +249,7 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=8, help="frames, both ends included (default 8)")
     p.add_argument("--size", help="function backbones: frame size H or HxW (default: the training size)")
     p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--out", default="interpolation.png", metavar="FILE.png")
     p.set_defaults(handler=cmd_interpolate)
 
@@ -280,7 +282,7 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-decay", type=float, metavar="FRACTION",
                    help="let the learning rate fall linearly to 0 over this last fraction of the steps (default 0)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device")
+    p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
     p.add_argument("--log", choices=("jsonl", "tensorboard"),
                    help="metrics.jsonl is always written; tensorboard: event files in the run directory as well")
     p.add_argument("--out")
@@ -326,7 +328,7 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--inception-weights", help="torch-fidelity Inception weights file, for IS")
     p.add_argument("--out", default="eval.json", metavar="FILE.json")
     p.set_defaults(handler=cmd_eval)
@@ -386,7 +388,7 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resolutions", help="comma-separated px (default 32,64,128)")
     p.add_argument("--only", help="figures, comma-separated: params,train,infer,multires,quality,convergence "
                                   "(default: all but quality and convergence, which train every backbone)")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
     p.add_argument("--batch-size", type=int, help="per training step and per inference call (default 8)")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="autocast precision (default fp32)")
     p.add_argument("--compile", action="store_true", help="time torch.compile'd models")

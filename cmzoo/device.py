@@ -7,13 +7,21 @@ import torch
 from cmzoo.errors import ConfigError
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
     """`name` as a torch device: `auto` is CUDA when available, else the CPU; a device not here is a ConfigError."""
+    name = str(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
+        count = torch.cuda.device_count()
+        if (device.index or 0) >= count:  # else CUDA's "invalid device ordinal", deep inside the first copy
+            raise ConfigError(f"device {name!r} asked for, but {count} GPU(s) are visible (cuda:0 to "
+                              f"cuda:{count - 1}); use one of those, or check CUDA_VISIBLE_DEVICES")
+    return device
+

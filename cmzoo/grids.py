@@ -22,7 +22,7 @@ def grid_image(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
 def save_png(image: torch.Tensor, path: Path) -> Path:
     """Save a uint8 (C, H, W) image as PNG, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image.permute(1, 2, 0).squeeze(-1).numpy()).save(path)
+    Image.fromarray(image.cpu().permute(1, 2, 0).squeeze(-1).numpy()).save(path)
     return path
 
 

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # 2. One-step samples: one function per image, rendered at every size (paper App. D.3).
     run = load_run(run_dir)
-    images, functions = generate(run, n=args.n, steps=1, seed=args.seed, sizes=args.sizes)
+    images, functions = generate(run, n=args.n, steps=1, seed=args.seed, sizes=args.sizes, functions=True)
     for (h, w), batch in images.items():
         print(f"wrote {save_grid(batch, out / f'samples_{h}x{w}.png')}  {tuple(batch.shape)}")
 

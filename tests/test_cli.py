@@ -131,7 +131,7 @@ def test_func_pretrain_train_sample_sizes_and_render(tmp_path, tiny_npz, capsys)
     assert main(["render", fns, "--size", "40x80", "--out", str(tmp_path / "r.png")]) == 0
     from cmzoo.run import generate, load_image_function, load_run
 
-    images, functions = generate(load_run(run), 4, sizes=[(32, 32), (64, 48)])
+    images, functions = generate(load_run(run), 4, sizes=[(32, 32), (64, 48)], functions=True)
     # One step from z (generate's seed 0): at another size the render alone (App. D.3), at the training
     # size f(σ_max z, σ_max), the render plus the skip term c_skip(σ_max)·σ_max·z.
     z = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))

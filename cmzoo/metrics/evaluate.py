@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmzoo.data import load_dataset, native_resolution, to_uint8
+from cmzoo.data import load_dataset, native_resolution
+from cmzoo.device import resolve_device
 from cmzoo.errors import DataError
 from cmzoo.metrics.inception import (
     FEATURES_VERSION,
@@ -138,7 +139,7 @@ def evaluate_statistics(
 ) -> EvalResult:
     """All metrics from the feature statistics of both sides."""
     check_counts(samples.n, reference.n)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device or "auto")
     precision, recall = precision_recall(samples.pool.to(device), reference.pool.to(device))
     subset_size = min(KID_SUBSET_SIZE, samples.n, reference.n)
     kid_mean, kid_std = kernel_inception_distance(samples.pool, reference.pool, subset_size=subset_size)
@@ -183,12 +184,13 @@ def evaluate_run(
     against the data set at `data`, resized to the same size. The numbers are also recorded in the
     run's own log (metrics.jsonl, and TensorBoard when the run uses it) at the step of the checkpoint
     they were sampled from, as `eval/<steps>-step_<size>px`, so that `cmzoo report` shows them."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device or "auto")
+    load_inception()  # missing torch-fidelity or Inception weights fail before any sampling
     run = load_run(run_dir, device=device)
     size = size or run.resolution
-    images, _ = generate(run, n, steps, seed, sizes=[(size, size)], batch_size=batch_size, progress=True)
+    images, _ = generate(run, n, steps, seed, sizes=[(size, size)], batch_size=batch_size, progress=True, uint8=True)
     reference = load_dataset(data, size)
-    result = evaluate_images(to_uint8(images[(size, size)]), reference.images[:n_reference], batch_size,
+    result = evaluate_images(images[(size, size)], reference.images[:n_reference], batch_size,
                              f"{reference.name}@{size}", inception_weights_for_is, device)
     with open_run_log(Path(run_dir), run.config.log) as log:
         log.scalars({"step": run.step, "eval": {f"{len(sigma_schedule(steps))}-step_{size}px": asdict(result)}})

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cmzoo.data.sources import to_uint8
+from cmzoo.device import resolve_device
 from cmzoo.errors import ConfigError, DataError, WeightsError
 from cmzoo.progress import progress_bar
 
@@ -313,7 +314,7 @@ def inception_features(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pool (N, 2048) and spatial (N, 2023) float32 features of uint8 or [-1, 1] float images."""
     images = as_uint8_images(images)
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device or "auto")
     model = load_inception().to(device)
     pools, spatials = [], []
     # TF32 would change the features at the 1e-3 level; metrics must not depend on the GPU.

@@ -95,6 +95,11 @@ def setup(device: str) -> tuple[Dist, torch.device]:
     if wants_cuda:
         if not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} asked for, but CUDA is not available; use --device cpu")
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            started = os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1)
+            raise ConfigError(f"torchrun started {started} processes on this node, but {count} GPU(s) are visible: "
+                              f"one process per GPU, so use --nproc_per_node={count}")
         torch.cuda.set_device(local_rank)  # one GPU per process: `cuda` means this rank's GPU
         torch_device = torch.device("cuda", local_rank)
     else:
