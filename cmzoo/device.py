@@ -25,3 +25,22 @@ def resolve_device(name: str | torch.device) -> torch.device:
                               f"cuda:{count - 1}); use one of those, or check CUDA_VISIBLE_DEVICES")
     return device
 
+
+def device_rng_state(device: torch.device) -> torch.Tensor | None:
+    """The RNG state of this process's CUDA device, or None on the CPU. Only this device's: a checkpoint
+    that held every visible GPU's could not be resumed where fewer are visible."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def set_device_rng_state(state: torch.Tensor | list[torch.Tensor], device: torch.device) -> None:
+    """Restore `device_rng_state` on a CUDA device (nothing on the CPU). Older checkpoints hold one state per
+    GPU visible when they were written: this device's is taken when they have it."""
+    if device.type != "cuda":
+        return
+    if isinstance(state, (list, tuple)):
+        index = device.index or 0
+        if index >= len(state):
+            return
+        state = state[index]
+    torch.cuda.set_rng_state(state, device)
+

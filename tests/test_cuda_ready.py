@@ -148,3 +148,56 @@ def test_more_torchrun_processes_than_gpus_is_one_line(one_visible_gpu, monkeypa
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: pytest.fail("set_device reached"))
     with pytest.raises(ConfigError, match=r"torchrun started 2 processes on this node, but 1 GPU\(s\) are visible"):
         distributed.setup("auto")
+
+
+# ---- 3. CUDA RNG: this process's device only --------------------------------------------------------
+
+
+def small_trainer(tmp_path, **overrides):
+    from cmzoo.train.trainer import Trainer
+
+    images = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (16, 3, 16, 16), dtype=np.uint8))
+    fields = dict(backbone="dit", preset="tiny", recipe="ct-short", resolution=16, batch_size=4, steps=8,
+                  device="cpu", out=str(tmp_path / "run"))
+    return Trainer(make_config(**{**fields, **overrides}), console=Console(file=io.StringIO()),
+                   data=ImageDataset(images, name="rand"))
+
+
+def test_a_checkpoint_written_with_two_gpus_resumes_where_one_is_visible(tmp_path, one_visible_gpu, monkeypatch):
+    trainer = small_trainer(tmp_path)
+    trainer.device = torch.device("cuda", 0)  # as a run on the one visible GPU (only its RNG calls are faked)
+    restored: dict[int, torch.Tensor] = {}
+
+    def set_rng_state(state, device="cuda"):
+        index = device if isinstance(device, int) else torch.device(device).index or 0
+        if index >= torch.cuda.device_count():
+            raise IndexError("invalid device ordinal")  # what CUDA says on resume
+        restored[index] = state
+
+    state_of = {0: torch.full((8,), 7, dtype=torch.uint8), 1: torch.full((8,), 8, dtype=torch.uint8)}
+    monkeypatch.setattr(torch.cuda, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda.random, "set_rng_state", set_rng_state)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": state_of[torch.device(device).index or 0])
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: list(state_of.values()))
+    state = trainer.state_dict()
+    assert torch.equal(state["rng"]["cuda"], state_of[0])  # this device's state alone
+    written_by_two = [torch.full((8,), 1, dtype=torch.uint8), torch.full((8,), 2, dtype=torch.uint8)]
+    state["rng"]["cuda"] = written_by_two  # an older checkpoint: every GPU visible when it was written
+    trainer.load_state_dict(state)
+    assert list(restored) == [0] and torch.equal(restored[0], written_by_two[0])
+    state["rng"]["cuda"] = torch.full((8,), 3, dtype=torch.uint8)
+    trainer.load_state_dict(state)
+    assert torch.equal(restored[0], state["rng"]["cuda"])
+
+
+# ---- 5. pretrain is one process -------------------------------------------------------------------------
+
+
+def test_pretrain_under_torchrun_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "pre"
+    assert main(["pretrain", "--backbone", "func", "--steps", "1", "--batch-size", "2", "--device", "cpu",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "torchrun started 2" in err and "without torchrun" in err
+    assert not out.exists()

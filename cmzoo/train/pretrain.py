@@ -8,6 +8,7 @@ backbone of capability ``pretrain``; it uses nothing but ``reconstruct``.
 from __future__ import annotations
 
 import math
+import os
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -151,6 +152,10 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
     training run (config.json, metrics.jsonl, checkpoints with the weights as ``online``), so
     ``cmzoo train --init-from DIR`` starts consistency training from it.
     """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        raise ConfigError(f"cmzoo pretrain runs in one process, but torchrun started {world_size}: each would "
+                          "pre-train alone into the same run directory; start it without torchrun")
     console = console or Console(stderr=True)
     spec = get_backbone(config.backbone)
     require("pretrain", spec, "reconstruction pre-training")

@@ -18,6 +18,7 @@ from rich.console import Console
 import cmzoo.checkpoint as checkpoint
 from cmzoo.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
 from cmzoo.data import ImageDataset, batch_indices, load_dataset
+from cmzoo.device import device_rng_state, set_device_rng_state
 from cmzoo.engine.distances import l2, make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
 from cmzoo.engine.loss import consistency_loss, denoising_loss
@@ -182,8 +183,9 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything the trajectory depends on. Collective under DDP: every rank's RNG states are gathered."""
         local = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            local["cuda"] = torch.cuda.get_rng_state_all()
+        cuda = device_rng_state(self.device)
+        if cuda is not None:
+            local["cuda"] = cuda
         ranks = self.dist.gather(local)
         rng = {"generator": self.generator.get_state(), **ranks[0]}
         if len(ranks) > 1:
@@ -218,8 +220,8 @@ class Trainer:
             )
         if self.dist.rank < len(ranks):
             torch.set_rng_state(ranks[self.dist.rank]["torch"])
-            if "cuda" in ranks[self.dist.rank] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(ranks[self.dist.rank]["cuda"])
+            if "cuda" in ranks[self.dist.rank]:
+                set_device_rng_state(ranks[self.dist.rank]["cuda"], self.device)
         self.step = int(state["step"])
         self.bad_steps = int(state.get("bad_steps", 0))
 
