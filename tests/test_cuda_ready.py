@@ -201,3 +201,46 @@ def test_pretrain_under_torchrun_is_refused_in_one_line(tmp_path, monkeypatch, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "torchrun started 2" in err and "without torchrun" in err
     assert not out.exists()
+
+
+# ---- 6. LPIPS in fp32 under autocast ---------------------------------------------------------------------
+
+
+def test_lpips_runs_in_fp32_inside_the_trainers_autocast(tmp_path):
+    import torchvision
+
+    from cmzoo.engine.distances import LPIPSDistance
+
+    features = torchvision.models.alexnet(weights=None).features.state_dict()
+    weights = tmp_path / "alexnet-random.pth"  # a stand-in file in torchvision's format: only dtypes are checked
+    torch.save({f"features.{k}": v for k, v in features.items()}, weights)
+    distance = LPIPSDistance(weights)
+    seen = []
+    for module in distance.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        d = distance(x.bfloat16(), x.flip(-1).bfloat16())
+    assert seen and set(seen) == {torch.float32} and d.dtype == torch.float32
+
+
+# ---- 7. Inception with cuDNN on and TF32 off ----------------------------------------------------------
+
+
+def test_inception_features_keep_cudnn_on_and_tf32_off(monkeypatch):
+    from cmzoo.metrics import inception
+
+    flags = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            flags.append((torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32))
+            return torch.zeros(len(x), inception.POOL_DIM), torch.zeros(len(x), inception.SPATIAL_DIM)
+
+    monkeypatch.setattr(inception, "load_inception", Recorder)
+    before = torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32
+    pool, _ = inception.inception_features(torch.zeros(3, 3, 8, 8, dtype=torch.uint8), batch_size=2, device="cpu",
+                                           progress=False)
+    assert pool.shape == (3, 2048) and flags == [(True, False)] * 2
+    assert (torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32) == before

@@ -65,10 +65,13 @@ class LPIPSDistance(nn.Module):
         self.weights_path = path
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if x.shape[-1] < 256:
-            x = F.interpolate(x, size=224, mode="bilinear", align_corners=False)
-            y = F.interpolate(y, size=224, mode="bilinear", align_corners=False)
-        return self.net(x, y).flatten()
+        # A loss distance: fp32 even inside the trainer's bf16/fp16 autocast of the forward passes.
+        with torch.autocast(x.device.type, enabled=False):
+            x, y = x.float(), y.float()
+            if x.shape[-1] < 256:
+                x = F.interpolate(x, size=224, mode="bilinear", align_corners=False)
+                y = F.interpolate(y, size=224, mode="bilinear", align_corners=False)
+            return self.net(x, y).flatten()
 
 
 def lpips_weight_candidates(weights: str | Path | None = None) -> list[tuple[str, Path | None]]:

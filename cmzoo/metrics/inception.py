@@ -317,9 +317,12 @@ def inception_features(
     device = resolve_device(device or "auto")
     model = load_inception().to(device)
     pools, spatials = [], []
-    # TF32 would change the features at the 1e-3 level; metrics must not depend on the GPU.
-    with (progress_bar(description, transient=True, disable=not progress) as bar,
-          torch.backends.cudnn.flags(allow_tf32=False)):
+    # TF32 would change the features at the 1e-3 level; metrics must not depend on the GPU. cudnn.flags sets
+    # every flag it is not given to its own defaults (cuDNN off among them): the others are passed as they are.
+    cudnn = torch.backends.cudnn
+    exact = cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                        allow_tf32=False)
+    with progress_bar(description, transient=True, disable=not progress) as bar, exact:
         task = bar.add_task(description, total=len(images))
         for batch in images.split(batch_size):
             pool, spatial = model(batch.to(device))
