@@ -90,7 +90,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         boundary_scale=args.boundary_scale, warmup=args.warmup,
         pretrain_steps=args.pretrain_steps,
         class_conditional=args.class_conditional or None, sample_every=args.sample_every,
-        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints, grad_accum=args.grad_accum,
+        checkpoint_every=args.checkpoint_every, denoise_every=args.denoise_every,
+        keep_checkpoints=args.keep_checkpoints, grad_accum=args.grad_accum,
         precision=args.precision, compile=args.compile or None, max_bad_steps=args.max_bad_steps, log=args.log,
         backbone_overrides=parse_overrides(args.set) if args.set else None,
     )
@@ -125,11 +126,16 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--class-conditional", action="store_true", help="condition on the data set's labels")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
-    p.add_argument("--sample-every", type=int)
-    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--sample-every", type=int, help="sample grids every this many steps (default: 200 for the "
+                   "tiny preset, 5000 for others; 0: at the end)")
+    p.add_argument("--checkpoint-every", type=int, help="default: 200 for the tiny preset, 10000 for others "
+                   "(0: at the end)")
+    p.add_argument("--denoise-every", type=int, help="denoising distance per σ bucket every this many steps "
+                   "(default: 50 for the tiny preset, 1000 for others; 0: never)")
     p.add_argument("--keep-checkpoints", type=int, metavar="K", help="keep the newest K checkpoints (default 3)")
     p.add_argument("--grad-accum", type=int, metavar="M", help="split each step's batch into M micro-batches")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="autocast precision (default fp32)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="autocast precision (default "
+                   "auto: bf16 on a GPU that supports it, else fp32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the online and target forwards")
     p.add_argument("--max-bad-steps", type=int, help="skip up to this many non-finite-loss steps (default 0)")
     p.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")

@@ -19,6 +19,12 @@ DEFAULT_BACKBONE = "func"  # the paper's image-function generator
 DEFAULT_PRETRAIN_STEPS = 500
 # The tiny presets' recipe: at equal steps from the same start, ect reached a lower FID than ct-short.
 CPU_RECIPE = "ect"
+# Periodic work by preset. A tiny CPU run of a few hundred steps wants frequent grids and checkpoints; at
+# the paper presets a checkpoint is 2.9 GB (func) to 7.7 GB (U-Net) and a run is 10⁵–10⁶ steps.
+PERIODIC = {
+    "tiny": {"sample_every": 200, "checkpoint_every": 200, "denoise_every": 50},
+    "other": {"sample_every": 5_000, "checkpoint_every": 10_000, "denoise_every": 1_000},
+}
 
 
 class TrainConfig(BaseModel):
@@ -51,14 +57,17 @@ class TrainConfig(BaseModel):
     log_every: int = Field(10, ge=1)
     # metrics.jsonl and PNG grids are always written; "tensorboard" adds event files in the run directory
     log: Literal["jsonl", "tensorboard"] = "jsonl"
-    sample_every: int = Field(200, ge=0)  # 0: grids only at the end
-    checkpoint_every: int = Field(200, ge=0)  # 0: checkpoint only at the end
+    # Periodic work every this many steps; None: the preset's (PERIODIC); 0: at the end only (denoise_every: never)
+    sample_every: int | None = Field(None, ge=0)  # sample grids
+    checkpoint_every: int | None = Field(None, ge=0)
     keep_checkpoints: int = Field(3, ge=1)
     grad_accum: int = Field(1, ge=1)  # micro-batches per step: batch_size is the global batch
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast; the loss, weights and EMAs stay fp32
+    # Autocast of the forward passes; the loss, weights and EMAs stay fp32. auto: bf16 on a GPU that supports
+    # it, else fp32 (the trainer resolves it for its device).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     compile: bool = False  # torch.compile the online and target forwards
     max_bad_steps: int = Field(0, ge=0)  # non-finite losses skipped (no update) before the run stops
-    denoise_every: int = Field(50, ge=0)  # 0: never; total denoising distance per σ bucket (paper §4.1)
+    denoise_every: int | None = Field(None, ge=0)  # total denoising distance per σ bucket (paper §4.1)
     denoise_sigmas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 20.0, 80.0])
     grid_size: int = Field(64, ge=1)
     grid_sizes: list[tuple[int, int]] = Field(default_factory=list)  # extra sizes for function backbones
@@ -86,7 +95,9 @@ class TrainConfig(BaseModel):
                 "using pseudo_huber instead"
             )
             distance = "pseudo_huber"
+        periodic = PERIODIC["tiny" if self.preset == "tiny" else "other"]
         updates = dict(
+            **{k: v if getattr(self, k) is None else getattr(self, k) for k, v in periodic.items()},
             recipe=recipe,
             distance=distance,
             batch_size=self.batch_size or r.batch_size,

@@ -44,3 +44,16 @@ def set_device_rng_state(state: torch.Tensor | list[torch.Tensor], device: torch
         state = state[index]
     torch.cuda.set_rng_state(state, device)
 
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: bf16 autocast on a GPU that supports it, else fp32 (as on the CPU, where bf16 is slower and
+    CPU results stay comparable); any other value as it is."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def matmul_mode() -> str:
+    """How float32 matrix products run (torch.set_float32_matmul_precision), for a run's first line."""
+    return {"highest": "fp32 matmuls exact (TF32 off)", "high": "fp32 matmuls in TF32",
+            "medium": "fp32 matmuls in bf16"}[torch.get_float32_matmul_precision()]

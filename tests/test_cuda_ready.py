@@ -244,3 +244,36 @@ def test_inception_features_keep_cudnn_on_and_tf32_off(monkeypatch):
                                            progress=False)
     assert pool.shape == (3, 2048) and flags == [(True, False)] * 2
     assert (torch.backends.cudnn.enabled, torch.backends.cudnn.allow_tf32) == before
+
+
+# ---- 8. precision auto ------------------------------------------------------------------------------------
+
+
+def test_precision_defaults_to_auto_bf16_on_a_capable_gpu_fp32_elsewhere(tmp_path, monkeypatch):
+    assert make_config().precision == "auto"
+    from cmzoo.device import resolve_precision
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert [resolve_precision("auto", d) for d in (cpu, gpu)] == ["fp32", "bf16"]
+    assert resolve_precision("fp16", gpu) == "fp16" and resolve_precision("fp32", gpu) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert resolve_precision("auto", gpu) == "fp32"
+    trainer = small_trainer(tmp_path)
+    assert trainer.config.precision == "fp32" and not trainer.scaler.is_enabled()
+    assert ", cpu, fp32" in trainer.start_line()
+    trainer.device = gpu  # the first line of a GPU run names the matmul mode too
+    assert "cuda:0, fp32, fp32 matmuls exact (TF32 off)" in trainer.start_line()
+
+
+# ---- 9. periodic work scaled with the preset ---------------------------------------------------------------
+
+
+def test_periodic_work_defaults_follow_the_preset_and_flags_override(tmp_path):
+    every = ("sample_every", "checkpoint_every", "denoise_every")
+    tiny = make_config(preset="tiny").resolved()[0]
+    paper = make_config(preset="paper").resolved()[0]
+    assert [getattr(tiny, k) for k in every] == [200, 200, 50]  # the CPU defaults, unchanged
+    assert [getattr(paper, k) for k in every] == [5_000, 10_000, 1_000]
+    given = make_config(preset="paper", checkpoint_every=0, denoise_every=7).resolved()[0]
+    assert (given.checkpoint_every, given.denoise_every, given.sample_every) == (0, 7, 5_000)

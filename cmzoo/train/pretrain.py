@@ -161,6 +161,7 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
     require("pretrain", spec, "reconstruction pre-training")
     refuse_existing_run(config.out)
     lr = config.lr or 1e-4  # paper App. A.2: Adam, lr 1e-4
+    sample_every = 200 if config.sample_every is None else config.sample_every
     batch_size = config.batch_size or 32
     images, targets, name = pretraining_images(config)
     holdout = config.holdout if config.holdout is not None else min(256, len(images) // 10)
@@ -173,7 +174,8 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
     net.to(resolve_device(config.device))
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
-    saved = config.model_copy(update={"lr": lr, "batch_size": batch_size, "holdout": holdout})
+    saved = config.model_copy(update={"lr": lr, "batch_size": batch_size, "holdout": holdout,
+                                      "sample_every": sample_every})
     (run_dir / "config.json").write_text(saved.model_dump_json(indent=2))
     above = f", supervised at {config.render_resolution} px" if targets is not None else ""
     decay = f", falling to 0 over the last {config.lr_decay:.0%} of the steps" if config.lr_decay else ""
@@ -189,7 +191,7 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
             record = {"step": step, "mse": loss, "psnr": psnr_of_mse(loss),
                       "lr": lr * lr_factor(step - 1, config.steps, config.lr_decay)}
             end = step == config.steps
-            scored = holdout and (end or (config.sample_every and step % config.sample_every == 0))
+            scored = holdout and (end or (sample_every and step % sample_every == 0))
             if scored:
                 scores = held_out_psnr(net, held, held_targets)
                 record.update({f"held_out_{k}": v for k, v in scores.items()})

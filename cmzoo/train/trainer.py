@@ -18,7 +18,7 @@ from rich.console import Console
 import cmzoo.checkpoint as checkpoint
 from cmzoo.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
 from cmzoo.data import ImageDataset, batch_indices, load_dataset
-from cmzoo.device import device_rng_state, set_device_rng_state
+from cmzoo.device import device_rng_state, matmul_mode, resolve_precision, set_device_rng_state
 from cmzoo.engine.distances import l2, make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
 from cmzoo.engine.loss import consistency_loss, denoising_loss
@@ -63,9 +63,9 @@ class Trainer:
     """Consistency training of one backbone; `run()` trains to `config.steps` and returns the run dir."""
 
     def __init__(self, config: TrainConfig, console: Console | None = None, data: ImageDataset | None = None) -> None:
-        self.config, self.notices = config.resolved()
-        cfg = self.config
+        cfg, self.notices = config.resolved()
         self.dist, self.device = distributed.setup(cfg.device)
+        self.config = cfg = cfg.model_copy(update={"precision": resolve_precision(cfg.precision, self.device)})
         self.dist.shard(cfg.batch_size, cfg.grad_accum)  # fail early when the batch does not split evenly
         self.console = console or Console(stderr=True, quiet=not self.dist.main)
         self.recipe = get_recipe(cfg.recipe)
@@ -283,10 +283,13 @@ class Trainer:
         params = sum(p.numel() for p in self.online.parameters())
         world = f" × {self.dist.world_size} processes" if self.dist.enabled else ""
         warmup = f" (warm-up {min(cfg.warmup, cfg.steps // 10)} steps)" if cfg.warmup else ""
+        precision = "fp32" if cfg.precision == "fp32" else f"{cfg.precision} autocast"
+        if self.device.type == "cuda":  # TF32 exists on NVIDIA GPUs only
+            precision += f", {matmul_mode()}"
         lines = [
             f"cmzoo: {cfg.backbone}/{cfg.preset} ({params / 1e6:.2f}M params) on {self.data.name} at {cfg.resolution} px, "
             f"{cfg.steps} steps, batch {cfg.batch_size}, {cfg.optimizer} lr {cfg.lr} β {cfg.betas[0]:g}/{cfg.betas[1]:g}"
-            f"{warmup}, {self.device}{world}, {cfg.precision}",
+            f"{warmup}, {self.device}{world}, {precision}",
             self.recipe.summary(cfg.distance),
         ]
         if cfg.boundary_scale != 1:
