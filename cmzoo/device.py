@@ -26,6 +26,13 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`tensor` on `device`; from the CPU to a GPU through pinned memory, without waiting for the copy."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def device_rng_state(device: torch.device) -> torch.Tensor | None:
     """The RNG state of this process's CUDA device, or None on the CPU. Only this device's: a checkpoint
     that held every visible GPU's could not be resumed where fewer are visible."""

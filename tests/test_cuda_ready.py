@@ -277,3 +277,74 @@ def test_periodic_work_defaults_follow_the_preset_and_flags_override(tmp_path):
     assert [getattr(paper, k) for k in every] == [5_000, 10_000, 1_000]
     given = make_config(preset="paper", checkpoint_every=0, denoise_every=7).resolved()[0]
     assert (given.checkpoint_every, given.denoise_every, given.sample_every) == (0, 7, 5_000)
+
+
+# ---- 10. the host data path -----------------------------------------------------------------------------
+
+
+def test_the_epoch_order_is_drawn_once_per_epoch(tmp_path, monkeypatch):
+    trainer = small_trainer(tmp_path, seed=8128)  # 16 images, batch 4: 4 steps an epoch; a seed of its own
+    drawn = []
+    real = torch.randperm
+    monkeypatch.setattr(torch, "randperm", lambda n, *a, **k: drawn.append(n) or real(n, *a, **k))
+    for _ in range(8):
+        trainer.train_step()
+    assert drawn.count(16) == 2
+
+
+class HostWork(torch.overrides.TorchFunctionMode):
+    """Counts the uint8 image elements converted to float, and the device→host reads (syncs on a GPU)."""
+
+    READS = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__float__, torch.Tensor.cpu, torch.Tensor.numpy}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.converted = self.reads = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.Tensor.float, torch.Tensor.to) and args[0].dtype == torch.uint8 and out.is_floating_point():
+            self.converted += args[0].numel()
+        self.reads += func in self.READS
+        return out
+
+
+@pytest.fixture
+def rank_one_of_two():
+    """distributed.Dist of rank 1 in 2, over a real gloo group of one process (its all-reduce sums one value)."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    yield distributed.Dist(rank=1, world_size=2, local_rank=1)
+    dist.destroy_process_group()
+
+
+def test_a_rank_converts_only_its_slice_and_a_step_reads_the_device_once(tmp_path, rank_one_of_two):
+    reads = []
+    for accum in (1, 4):
+        trainer = small_trainer(tmp_path, batch_size=8, grad_accum=accum)
+        trainer.dist = rank_one_of_two
+        trainer.train_step()  # the first step allocates the optimizer's state
+        with HostWork() as work:
+            trainer.train_step()
+        assert work.converted == 4 * 3 * 16 * 16  # this rank's half of the global batch of 8
+        reads.append(work.reads)
+    assert reads[0] == reads[1], f"device reads grow with the micro-batches: {reads}"
+
+
+def test_an_uncompressed_npz_is_memory_mapped_and_reads_as_a_compressed_one(tmp_path):
+    from pathlib import Path
+
+    from cmzoo.data import load_dataset
+
+    images = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "stored.npz", images=images)
+    np.savez_compressed(tmp_path / "deflated.npz", images=images)
+    mapped = load_dataset(tmp_path / "stored.npz", 32)
+    maps = Path("/proc/self/maps").read_text()  # file-backed pages: the processes of one machine share them
+    assert str(tmp_path / "stored.npz") in maps and str(tmp_path / "deflated.npz") not in maps
+    loaded = load_dataset(tmp_path / "deflated.npz", 32)
+    every = torch.arange(60)
+    assert torch.equal(mapped.batch(every)[0], loaded.batch(every)[0])
+    assert mapped.uint8(every).is_contiguous() and torch.equal(mapped.uint8(every), loaded.images)
+    assert torch.equal(load_dataset(tmp_path / "stored.npz", 16).images, load_dataset(tmp_path / "deflated.npz", 16).images)

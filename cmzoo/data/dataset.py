@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +10,8 @@ import torch
 
 @dataclass
 class ImageDataset:
-    """Images as uint8 (N, C, H, W) with optional int64 labels (N,)."""
+    """Images as uint8 (N, C, H, W) with optional int64 labels (N,); `images` may be a view of a
+    memory-mapped file, so read them through `uint8` or `batch`."""
 
     images: torch.Tensor
     labels: torch.Tensor | None = None
@@ -26,14 +28,25 @@ class ImageDataset:
     def num_classes(self) -> int | None:
         return int(self.labels.max()) + 1 if self.labels is not None else None
 
+    def uint8(self, indices: torch.Tensor) -> torch.Tensor:
+        """The uint8 images at `indices`, contiguous (N, C, H, W) whatever the layout of `images` (a
+        memory-mapped file holds them as (N, H, W, C))."""
+        return self.images[indices].contiguous()
+
     def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Images scaled to [-1, 1] (float32) and labels for `indices`."""
-        x = self.images[indices].float() / 127.5 - 1
-        return x, (self.labels[indices] if self.labels is not None else None)
+        return from_uint8(self.uint8(indices)), (self.labels[indices] if self.labels is not None else None)
 
 
+def from_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] → float32 in [-1, 1]."""
+    return images.float() / 127.5 - 1
+
+
+@functools.lru_cache(maxsize=4)
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The order of the n examples in `epoch`, fixed by (seed, epoch)."""
+    """The order of the n examples in `epoch`, fixed by (seed, epoch); cached, since every step of the
+    epoch reads it (do not modify the tensor)."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
 
 

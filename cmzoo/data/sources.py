@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +69,8 @@ def npz_dataset(path: Path, resolution: int) -> ImageDataset:
         with np.load(path, allow_pickle=False) as f:
             if "images" not in f:
                 raise DataError(f"{path} has no array 'images' (found: {sorted(f.keys())}); save images as (N, H, W, 3) uint8")
-            images = f["images"]
+            mapped = mapped_npz_array(path, "images")
+            images = f["images"] if mapped is None else mapped
             labels = f["labels"] if "labels" in f else None
     except DataError:
         raise
@@ -78,8 +81,36 @@ def npz_dataset(path: Path, resolution: int) -> ImageDataset:
     if images.ndim != 4 or images.shape[-1] not in (1, 3) or images.dtype != np.uint8:
         raise DataError(f"{path}: 'images' must be (N, H, W, 3) or greyscale (N, H, W[, 1]) uint8, "
                         f"got {images.shape} {images.dtype}")
-    return ImageDataset(resize_square(torch.from_numpy(images).permute(0, 3, 1, 2), resolution),
-                        _labels(labels, len(images), path), name=path.name)
+    nchw = torch.from_numpy(images).permute(0, 3, 1, 2)
+    if mapped is None or nchw.shape[-2:] != (resolution, resolution):
+        nchw = resize_square(nchw, resolution)
+    return ImageDataset(nchw, _labels(labels, len(images), path), name=path.name)
+
+
+def mapped_npz_array(path: Path, name: str) -> np.ndarray | None:
+    """Array `name` of an .npz memory-mapped (copy-on-write) when the archive stores it uncompressed, as
+    np.savez does: the torchrun processes of one machine then share one copy of its pages. None when it is
+    compressed (np.savez_compressed; it must be read into each process's memory) or unusual."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(f"{name}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        with open(path, "rb") as f:
+            f.seek(info.header_offset + 26)  # a zip local header: 26 bytes, the name's and extra field's lengths
+            name_length, extra_length = struct.unpack("<HH", f.read(4))
+            f.seek(info.header_offset + 30 + name_length + extra_length)
+            version = np.lib.format.read_magic(f)
+            if version not in ((1, 0), (2, 0)):
+                return None
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran_order, dtype = read(f)
+            offset = f.tell()
+    except (KeyError, OSError, ValueError, struct.error, zipfile.BadZipFile):
+        return None
+    if fortran_order or dtype.hasobject:
+        return None
+    return np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape)
 
 
 def cifar_dataset(path: Path, resolution: int) -> ImageDataset:
@@ -126,7 +157,8 @@ def resize_square(images: torch.Tensor, resolution: int, chunk: int = 512) -> to
         return images.contiguous()
     out = []
     for part in images.split(chunk):
-        x = F.interpolate(part.float(), size=(resolution, resolution), mode="bicubic", antialias=True, align_corners=False)
+        x = F.interpolate(part.contiguous().float(), size=(resolution, resolution), mode="bicubic", antialias=True,
+                          align_corners=False)
         out.append(x.round().clamp(0, 255).to(torch.uint8))
     return torch.cat(out)
 

@@ -325,7 +325,7 @@ def inception_features(
     with progress_bar(description, transient=True, disable=not progress) as bar, exact:
         task = bar.add_task(description, total=len(images))
         for batch in images.split(batch_size):
-            pool, spatial = model(batch.to(device))
+            pool, spatial = model(batch.contiguous().to(device))  # a memory-mapped data set is (N, H, W, C)
             pools.append(pool.float().cpu())
             spatials.append(spatial.float().cpu())
             bar.advance(task, len(batch))

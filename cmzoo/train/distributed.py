@@ -45,21 +45,16 @@ class Dist:
         start = self.rank * grad_accum * micro
         return [slice(start + m * micro, start + (m + 1) * micro) for m in range(grad_accum)]
 
-    def mean(self, value: torch.Tensor) -> float:
-        """The mean of a scalar over all ranks (every rank gets the same number)."""
+    def mean_and_any(self, value: torch.Tensor, flag: bool) -> tuple[float, bool]:
+        """The mean of a scalar over all ranks, and whether `flag` is true on any (e.g. a signal that reached
+        only some ranks): every rank gets the same two answers, from one all-reduce."""
         if not self.enabled:
-            return float(value)
-        t = value.detach().float().reshape(1).to(_collective_device())
+            return float(value), flag
+        value = value.detach().float().reshape(())
+        t = torch.stack([value, torch.tensor(float(flag), device=value.device)]).to(_collective_device())
         dist.all_reduce(t)
-        return float(t) / self.world_size
-
-    def any(self, flag: bool) -> bool:
-        """True on every rank when it is true on one (e.g. a signal reached only some ranks)."""
-        if not self.enabled:
-            return flag
-        t = torch.tensor([float(flag)], device=_collective_device())
-        dist.all_reduce(t)
-        return bool(t.item() > 0)
+        total, flags = t.tolist()
+        return total / self.world_size, flags > 0
 
     def gather(self, obj: Any) -> list[Any]:
         """`obj` from every rank, in rank order."""

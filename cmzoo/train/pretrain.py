@@ -20,8 +20,8 @@ from torch import nn
 
 from cmzoo.checkpoint import save_checkpoint
 from cmzoo.config import TrainConfig
-from cmzoo.data import ImageDataset, load_dataset, native_resolution, resize_square
-from cmzoo.device import resolve_device
+from cmzoo.data import ImageDataset, from_uint8, load_dataset, native_resolution, resize_square
+from cmzoo.device import resolve_device, to_device
 from cmzoo.engine.parameterization import c_in
 from cmzoo.errors import ConfigError, DataError
 from cmzoo.plugins import build_backbone, get_backbone, require
@@ -101,7 +101,7 @@ def held_out_psnr(module: nn.Module, images: torch.Tensor, targets: torch.Tensor
 
 def pretrain_steps(
     module: nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | ImageDataset,
     steps: int,
     lr: float = 1e-4,
     batch_size: int = 32,
@@ -111,7 +111,8 @@ def pretrain_steps(
     coords_noise: bool = True,
     decay: float = 0.0,
 ) -> list[float]:
-    """Run `steps` Adam steps (paper: lr 1e-4) of reconstruction on `images` (N, C, H, W) in [-1, 1].
+    """Run `steps` Adam steps (paper: lr 1e-4) of reconstruction on `images`: (N, C, H, W) in [-1, 1], or a
+    data set, whose uint8 images are converted a batch at a time (all of CelebA-64 in float32 is ~10 GB).
 
     `targets` (N, C, R, R), the same images at a higher resolution, supervise the functions at R (see
     :func:`reconstruction_loss`); `coords_noise` off trains at the pixel centres only, without the
@@ -123,7 +124,7 @@ def pretrain_steps(
     optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, steps=steps, decay=decay))
     module.train()
-    n = images.shape[0]
+    n = len(images)
     batch_size = min(batch_size, n)
     order, position, losses = torch.randperm(n, generator=generator), 0, []
     for _ in range(steps):
@@ -132,7 +133,11 @@ def pretrain_steps(
         index = order[position : position + batch_size]
         position += batch_size
         target = targets[index].to(device) if targets is not None else None
-        loss = reconstruction_loss(module, images[index].to(device), target, coords_noise)
+        if isinstance(images, ImageDataset):
+            x = from_uint8(to_device(images.uint8(index), device))
+        else:
+            x = images[index].to(device)
+        loss = reconstruction_loss(module, x, target, coords_noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -17,13 +17,13 @@ from rich.console import Console
 
 import cmzoo.checkpoint as checkpoint
 from cmzoo.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
-from cmzoo.data import ImageDataset, batch_indices, load_dataset
-from cmzoo.device import device_rng_state, matmul_mode, resolve_precision, set_device_rng_state
+from cmzoo.data import ImageDataset, batch_indices, from_uint8, load_dataset
+from cmzoo.device import device_rng_state, matmul_mode, resolve_precision, set_device_rng_state, to_device
 from cmzoo.engine.distances import l2, make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
 from cmzoo.engine.loss import consistency_loss, denoising_loss
 from cmzoo.engine.parameterization import ConsistencyFunction
-from cmzoo.engine.recipes import get_recipe
+from cmzoo.engine.recipes import SigmaPairs, get_recipe
 from cmzoo.engine.sampling import Size
 from cmzoo.errors import CheckpointError, DataError, TrainingError
 from cmzoo.grids import grid_image
@@ -109,6 +109,7 @@ class Trainer:
             summary_writer()  # on every rank: a missing tensorboard fails before anything is trained
         self.run_log = RunLog()  # records nothing until `run` opens the run's logs (on rank 0)
         self._stop_signal: int | None = None
+        self.stop_requested = False  # a signal reached some rank before this step's all-reduce
         if cfg.compile:
             self.compile()
 
@@ -123,10 +124,9 @@ class Trainer:
         cfg, recipe, k = self.config, self.recipe, self.step
         # Every rank draws the whole global batch (examples, σ pairs, noise) from the shared generator
         # and trains on its slice, so N ranks × B/N follow the same trajectory as one process × B.
-        x0, labels = self.data.batch(batch_indices(k, cfg.batch_size, len(self.data), cfg.seed))
+        indices = batch_indices(k, cfg.batch_size, len(self.data), cfg.seed)
         pairs = recipe.pairs(k, cfg.steps, cfg.batch_size, self.generator)  # a pure function of the step
-        noise = torch.randn(x0.shape, generator=self.generator)
-        batch = (x0, pairs.sigma, pairs.sigma_next, noise, pairs.weight, labels)
+        noise = torch.randn(cfg.batch_size, *self.data.images.shape[1:], generator=self.generator)
         if recipe.fresh_optimizer(k, cfg.steps):
             self.optimizer.state.clear()  # Adam's moments and step counts start again
         for group in self.optimizer.param_groups:
@@ -134,17 +134,19 @@ class Trainer:
         self.online.train()
         self.optimizer.zero_grad(set_to_none=True)
         micro_batches = self.dist.shard(cfg.batch_size, cfg.grad_accum)
-        total = torch.zeros(())
+        total = torch.zeros((), device=self.device)  # the loss stays on the device: no sync per micro-batch
         for m, part in enumerate(micro_batches):
-            x, sig, sig_next, z, w, y = (t[part].to(self.device) if t is not None else None for t in batch)
+            x, sig, sig_next, z, w, y = self.micro_batch(indices[part], pairs, noise, part)
             with distributed.no_sync(self.model, m < len(micro_batches) - 1), self.autocast():
                 if pairs.denoise:
                     loss = denoising_loss(self.model, x, sig_next, z, w, l2, y)
                 else:
                     loss = consistency_loss(self.model, self.target_forward, x, sig, sig_next, z, w, self.distance, y)
             self.scaler.scale(loss / len(micro_batches)).backward()
-            total += loss.detach().float().cpu()
-        loss = self.dist.mean(total / len(micro_batches))  # the same number on every rank: one decision
+            total += loss.detach().float()
+        # The step's one host sync: skipping a non-finite step needs its loss on the host (RAdam has no
+        # on-device skip). Under DDP one all-reduce also carries the stop flag, so all ranks decide alike.
+        loss, self.stop_requested = self.dist.mean_and_any(total / len(micro_batches), self._stop_signal is not None)
         if not math.isfinite(loss):
             return self._bad_step(loss, pairs.schedule)
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
@@ -158,6 +160,15 @@ class Trainer:
             ema_update(self.ema, self.online, cfg.sample_ema)
         self.step += 1
         return {"loss": loss, **pairs.schedule, "target_ema": mu}
+
+    def micro_batch(self, indices: torch.Tensor, pairs: SigmaPairs, noise: torch.Tensor,
+                    part: slice) -> tuple[torch.Tensor | None, ...]:
+        """(x, σ, σ_next, z, λ, labels) of one micro-batch of this rank on the device: only its own images
+        are converted from uint8, after the copy (a quarter of the bytes of float32)."""
+        device, labels = self.device, self.data.labels
+        x = from_uint8(to_device(self.data.uint8(indices), device))
+        sig, sig_next, z, w = (to_device(t[part], device) for t in (pairs.sigma, pairs.sigma_next, noise, pairs.weight))
+        return x, sig, sig_next, z, w, to_device(labels[indices], device) if labels is not None else None
 
     def autocast(self) -> torch.autocast:
         dtype = AUTOCAST[self.config.precision]
@@ -301,7 +312,6 @@ class Trainer:
     def pretrain(self) -> None:
         """Reconstruction pre-training of the online network (paper §3.4), then θ⁻ and the EMA copy it."""
         cfg = self.config
-        images, _ = self.data.batch(torch.arange(len(self.data)))
         bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}", self.console)
         with bar as progress:
             task = progress.add_task("pretrain", total=cfg.pretrain_steps, loss=float("nan"))
@@ -311,7 +321,7 @@ class Trainer:
                 if step % cfg.log_every == 0 or step == cfg.pretrain_steps:
                     self.log({"pretrain_step": step, "mse": loss, "psnr": psnr_of_mse(loss)})
 
-            pretrain_steps(self.online.net, images, cfg.pretrain_steps, cfg.lr, cfg.batch_size,
+            pretrain_steps(self.online.net, self.data, cfg.pretrain_steps, cfg.lr, cfg.batch_size,
                            torch.Generator().manual_seed(cfg.seed), on_step)
         self.dist.broadcast(self.online)  # every rank pre-trained alike; rank 0's weights make sure
         ema_update(self.target, self.online, 0.0)
@@ -361,7 +371,7 @@ class Trainer:
                 for work in periodic:
                     if work.due(self.step, end) and (main or not work.main_only):
                         work.action()
-                if self.dist.any(self._stop_signal is not None):  # all ranks stop at the same step
+                if self.stop_requested:  # decided in train_step, alike on all ranks
                     path = self.save()
                     name = signal.Signals(self._stop_signal or signal.SIGTERM).name
                     raise TrainingInterrupted(
