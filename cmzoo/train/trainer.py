@@ -339,7 +339,7 @@ class Trainer:
         self.run_log.images(self.step, sample_grids(self))
 
     def _loop(self) -> None:
-        cfg, main = self.config, self.dist.main
+        cfg, main, cuda = self.config, self.dist.main, self.device.type == "cuda"
         end = min(cfg.stop_at or cfg.steps, cfg.steps)  # the curriculum still runs over all K steps
         window: list[float] = []
         start, start_step = time.perf_counter(), self.step
@@ -353,7 +353,8 @@ class Trainer:
             def log_step() -> None:
                 loss = sum(window) / len(window) if window else float("nan")
                 lr = self.optimizer.param_groups[0]["lr"]
-                self.log({"step": self.step, **metrics, "loss": loss, "lr": lr, "it_per_s": rate})
+                memory = {"memory_mib": torch.cuda.max_memory_allocated(self.device) / 2**20} if cuda else {}
+                self.log({"step": self.step, **metrics, "loss": loss, "lr": lr, "it_per_s": rate, **memory})
                 window.clear()
 
             periodic = [
