@@ -138,6 +138,8 @@ def train_record(bench: Bench, spec: BackboneSpec, resolution: int) -> Record:
                              steps=10_000, out=out)
         meter = PeakMemory(bench.device)  # the baseline before the model exists
         trainer = Trainer(config, console=Console(quiet=True), data=ImageDataset(images, name="random"))
+        for notice in trainer.notices:  # e.g. LPIPS weights missing: the row measures pseudo-Huber steps
+            bench.console.print(f"[yellow]note:[/] {spec.name} train at {resolution} px: {notice}")
         flops = count_flops(trainer.train_step)  # eager, and the optimizer's state is allocated
         if cfg.compile:
             trainer.compile()
