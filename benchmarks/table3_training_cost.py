@@ -27,20 +27,22 @@ BATCH = 32
 
 
 def measured_rows(args: argparse.Namespace, out: Path) -> tuple[dict[str, Record], dict]:
-    """The train rows at 64 px by backbone, and the environment they were measured in."""
+    """The train rows at `--resolution` px by backbone, and the environment they were measured in."""
     if args.source:
         data = json.loads((Path(args.source) / "results.json").read_text())
         records, environment = [Record(**r) for r in data["records"]], data["environment"]
     else:
-        result = run_bench(backbones=list(PAPER_GPU_HOURS), preset=args.preset, device=args.device, resolutions=[64],
+        result = run_bench(backbones=list(PAPER_GPU_HOURS), preset=args.preset, device=args.device,
+                           resolutions=[args.resolution],
                            only=["train"], batch_size=BATCH, precision=args.precision, warmup=2, repeats=args.repeats,
                            out=str(out), command="python benchmarks/table3_training_cost.py " +
                            f"--device {args.device} --preset {args.preset} --precision {args.precision}")
         records, environment = result.records, result.environment
-    rows = {r.backbone: r for r in records if r.figure == "train" and r.resolution == "64" and r.value is not None}
+    rows = {r.backbone: r for r in records
+            if r.figure == "train" and r.resolution == str(args.resolution) and r.value is not None}
     missing = sorted(set(PAPER_GPU_HOURS) - set(rows))
     if missing:
-        raise SystemExit(f"table3: no measured train row at 64 px for {', '.join(missing)}")
+        raise SystemExit(f"table3: no measured train row at {args.resolution} px for {', '.join(missing)}")
     return rows, environment
 
 
@@ -50,8 +52,9 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--resolution", type=int, default=64, help="the paper's: 64 (CelebA 64)")
     parser.add_argument("--from", dest="source", metavar="BENCH_FOLDER",
-                        help="read the train rows at 64 px from this `cmzoo bench` results folder instead of measuring")
+                        help="read the train rows from this `cmzoo bench` results folder instead of measuring them")
     parser.add_argument("--out", default=None, help="default benchmarks/results/table3_<device>_<preset>")
     args = parser.parse_args()
     out = Path(args.out or f"benchmarks/results/table3_{args.device}_{args.preset}")
@@ -60,7 +63,7 @@ def main() -> None:
     func = steps["func"].median_s
     first = steps["func"]
     lines = [
-        f"# Table 3: training cost, 64 px, batch {first.batch_size}, {ITERATIONS:,} iterations",
+        f"# Table 3: training cost, {args.resolution} px, batch {first.batch_size}, {ITERATIONS:,} iterations",
         "",
         f"{environment['date']}; {environment['device_name']} ({first.device}); preset `{first.preset}`, "
         f"{first.precision}; `{environment['command']}`",
