@@ -8,6 +8,7 @@ torchvision's cache — never downloaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import io
@@ -65,8 +66,10 @@ class LPIPSDistance(nn.Module):
         self.weights_path = path
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # A loss distance: fp32 even inside the trainer's bf16/fp16 autocast of the forward passes.
-        with torch.autocast(x.device.type, enabled=False):
+        # A loss distance: fp32 even inside the trainer's bf16/fp16 autocast of the forward passes (the meta
+        # device, where memory is counted, has no autocast to leave).
+        kind = x.device.type
+        with torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else contextlib.nullcontext():
             x, y = x.float(), y.float()
             if x.shape[-1] < 256:
                 x = F.interpolate(x, size=224, mode="bilinear", align_corners=False)
