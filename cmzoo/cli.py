@@ -1,7 +1,8 @@
 """`cmzoo train | pretrain | sample | render | edit | interpolate | eval | bench | report | backbones`: a thin
 shell over the Python API.
 
-Every user-facing failure is a CmzooError: printed as one line, exit status 2.
+Every user-facing failure, a usage error included, is a CmzooError: printed as one line, exit status 2
+(130 for an interrupted run, which has written a checkpoint to resume from).
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import torch
 
 from cmzoo.engine.distances import DISTANCES
 from cmzoo.engine.recipes import RECIPES
-from cmzoo.errors import CmzooError, ConfigError
+from cmzoo.errors import CmzooError, ConfigError, TrainingInterrupted
 from cmzoo.plugins import require
 
 
@@ -71,8 +72,15 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def grid_paths(out: Path, sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Path]:
+    """The file of each size's grid: `out` itself for one size, else `out` with _HxW before its suffix."""
+    if len(sizes) == 1:
+        return {tuple(sizes[0]): out}
+    return {(h, w): out.with_name(f"{out.stem}_{h}x{w}{out.suffix}") for h, w in sizes}
+
+
 PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "render_resolution", "holdout", "sample_every", "steps",
-                   "batch_size", "lr", "lr_decay", "seed", "device", "out", "log")
+                   "batch_size", "lr", "lr_decay", "seed", "device", "out", "log", "checkpoint_every")
 
 
 # ---- subcommands ---------------------------------------------------------------------------------
@@ -150,22 +158,28 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from cmzoo.files import check_destination, writing
+    from cmzoo.grids import check_image_destination, save_grid
     from cmzoo.run import generate, load_run
-    from cmzoo.grids import save_grid
 
-    run = load_run(args.run, weights=args.weights, device=args.device)
     sizes = parse_sizes(args.sizes) if args.sizes else None
+    steps = parse_steps(args.steps)
+    run = load_run(args.run, weights=args.weights, device=args.device)
+    # Every destination is checked before sampling, and the functions (every size in one file) are saved first.
+    paths = grid_paths(Path(args.out), sizes or [(run.resolution, run.resolution)])
+    for path in paths.values():
+        check_image_destination(path, "sample grid")
     if args.save_functions:
         require("function_output", run.spec, "--save-functions")
-    images, functions = generate(run, args.n, parse_steps(args.steps), args.seed, sizes,
-                                 batch_size=args.batch_size, progress=True, functions=bool(args.save_functions))
-    out = Path(args.out)
-    for size, batch in images.items():
-        path = out if len(images) == 1 else out.with_name(f"{out.stem}_{size[0]}x{size[1]}{out.suffix}")
-        print(f"wrote {save_grid(batch, path)}")
+        check_destination(args.save_functions, "image functions")
+    images, functions = generate(run, args.n, steps, args.seed, sizes, batch_size=args.batch_size, progress=True,
+                                 functions=bool(args.save_functions))
     if args.save_functions:
-        functions.save(args.save_functions)
+        with writing(args.save_functions, "image functions"):
+            functions.save(args.save_functions)
         print(f"wrote {args.save_functions} ({len(functions)} image functions)")
+    for size, batch in images.items():
+        print(f"wrote {save_grid(batch, paths[size], what='sample grid')}")
     return 0
 
 
@@ -186,14 +200,15 @@ def add_sample_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from cmzoo.device import resolve_device
-    from cmzoo.run import load_image_function
-    from cmzoo.grids import save_grid
+    from cmzoo.grids import check_image_destination, save_grid
+    from cmzoo.run import check_size, load_image_function
 
+    height, width = check_size(parse_size(args.size))
+    out = check_image_destination(args.out, "rendered grid")
     functions = load_image_function(args.functions).to(resolve_device(args.device))
-    height, width = parse_size(args.size)
     with torch.no_grad():
         images = functions.render(height, width).clamp(-1, 1)
-    print(f"wrote {save_grid(images, Path(args.out))}")
+    print(f"wrote {save_grid(images, out, what='rendered grid')}")
     return 0
 
 
@@ -208,14 +223,15 @@ def add_render_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_edit(args: argparse.Namespace) -> int:
     from cmzoo.editing import edit
+    from cmzoo.grids import check_image_destination, save_grid
     from cmzoo.run import load_run
-    from cmzoo.grids import save_grid
 
     size = parse_size(args.size) if args.size else None
     steps = {"steps": parse_steps(args.steps)} if args.steps else {}
+    out = check_image_destination(args.out, "edited image")
     run = load_run(args.run, weights=args.weights, device=args.device)
     image = edit(run, args.image, args.task, args.mask, size, seed=args.seed, **steps)
-    print(f"wrote {save_grid(image, Path(args.out))}")
+    print(f"wrote {save_grid(image, out, what='edited image')}")
     return 0
 
 
@@ -238,13 +254,14 @@ def add_edit_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_interpolate(args: argparse.Namespace) -> int:
     from cmzoo.editing import interpolate
+    from cmzoo.grids import check_image_destination, save_grid
     from cmzoo.run import load_run
-    from cmzoo.grids import save_grid
 
     size = parse_size(args.size) if args.size else None
+    out = check_image_destination(args.out, "interpolation strip")
     run = load_run(args.run, weights=args.weights, device=args.device)
     frames = interpolate(run, *args.seeds, frames=args.frames, size=size)
-    print(f"wrote {save_grid(frames, Path(args.out), nrow=len(frames))}")
+    print(f"wrote {save_grid(frames, out, nrow=len(frames), what='interpolation strip')}")
     return 0
 
 
@@ -262,10 +279,17 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from cmzoo.config import make_config
+    from cmzoo.run import read_run_config
     from cmzoo.train.pretrain import pretrain
 
     given = {k: getattr(args, k) for k in PRETRAIN_FIELDS}
-    run_dir = pretrain(make_config(args.config, **given, backbone_overrides=parse_overrides(args.set) if args.set else None))
+    given["backbone_overrides"] = parse_overrides(args.set) if args.set else None
+    if args.resume:
+        base = read_run_config(Path(args.resume)).model_dump()
+        config = make_config(**{**base, **{k: v for k, v in given.items() if v is not None}, "out": args.resume})
+        run_dir = pretrain(config, resume=True)
+    else:
+        run_dir = pretrain(make_config(args.config, **given))
     print(f"pre-training run written to {run_dir}; continue with `cmzoo train --init-from {run_dir}`")
     return 0
 
@@ -291,13 +315,17 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
     p.add_argument("--log", choices=("jsonl", "tensorboard"),
                    help="metrics.jsonl is always written; tensorboard: event files in the run directory as well")
+    p.add_argument("--checkpoint-every", type=int, help="checkpoint every this many steps (default 200; 0: only at "
+                   "the end); Ctrl-C or SIGTERM also writes one")
     p.add_argument("--out")
     p.add_argument("--config", metavar="FILE.toml")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a pre-training run from its newest checkpoint")
     p.set_defaults(handler=cmd_pretrain)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from cmzoo.metrics.evaluate import EvalResult, evaluate_image_source, evaluate_run
+    from cmzoo.files import check_destination, write_text
+    from cmzoo.metrics.evaluate import EvalResult, evaluate_image_source, evaluate_run, record_evaluation
 
     if (args.run is None) == (args.images is None):
         raise ConfigError("cmzoo eval takes exactly one of --run RUN_DIR or --images FOLDER_OR_NPZ")
@@ -307,18 +335,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if h != w:
             raise ConfigError(f"--size {args.size}: the reference images are square; give a square size")
         size = h
+    out = check_destination(args.out, "evaluation results")
+    check_destination(out.with_suffix(".md"), "evaluation table")
+    steps = parse_steps(args.steps)
     if args.run:
-        result = evaluate_run(args.run, args.data, args.n, size, args.batch_size, parse_steps(args.steps), args.seed,
-                              args.device, args.inception_weights, args.n_reference)
+        result = evaluate_run(args.run, args.data, args.n, size, args.batch_size, steps, args.seed, args.device,
+                              args.inception_weights, args.n_reference, record=False)
     else:
         result = evaluate_image_source(args.images, args.data, size, args.batch_size, args.device,
                                        args.inception_weights, args.n_reference)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(result.to_json())
     table = EvalResult.markdown_header() + "\n" + result.markdown_row()
-    out.with_suffix(".md").write_text(table + "\n")
-    print(table)
+    print(table)  # first: the numbers are kept even when no file can be written
+    kept = "; the numbers are printed above"
+    write_text(out, result.to_json(), "evaluation results", kept)
+    write_text(out.with_suffix(".md"), table + "\n", "evaluation table", kept)
+    if args.run:
+        record_evaluation(args.run, result, steps, size)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
@@ -436,8 +468,15 @@ def add_report_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_report)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one-line ConfigErrors, as every other cmzoo error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (`{self.prog} --help` lists the options)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cmzoo", description="Consistency models with swappable backbones.")
+    parser = Parser(prog="cmzoo", description="Consistency models with swappable backbones.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train_parser, add_sample_parser, add_render_parser, add_edit_parser, add_interpolate_parser,
                 add_pretrain_parser, add_eval_parser, add_bench_parser, add_report_parser, add_backbones_parser):
@@ -446,12 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.handler(args)
     except CmzooError as err:
         print(f"cmzoo: error: {err}", file=sys.stderr)
-        return 130 if type(err).__name__ == "TrainingInterrupted" else 2
+        return 130 if isinstance(err, TrainingInterrupted) else 2
     except KeyboardInterrupt:
         print("cmzoo: interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ from cmzoo.backbone import validation_message
 from cmzoo.engine.distances import check_distance, lpips_available
 from cmzoo.engine.recipes import RECIPES, get_recipe
 from cmzoo.errors import ConfigError
+from cmzoo.files import read_text
 
 DEFAULT_BACKBONE = "func"  # the paper's image-function generator
 # Minutes of CPU: a function backbone's decoder needs ~500 steps to leave its flat-colour plateau, which
@@ -112,13 +113,13 @@ class TrainConfig(BaseModel):
 
 
 def read_toml(file: str | Path) -> dict[str, Any]:
-    """The fields of a TOML config file; a missing or malformed file is a ConfigError naming it."""
+    """The fields of a TOML config file; a missing, binary or malformed file (or a directory) is a
+    ConfigError naming it."""
     path = Path(file)
+    text = read_text(path, "config file", ConfigError)
     try:
-        return tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
 
 

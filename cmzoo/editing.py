@@ -45,7 +45,8 @@ def read_image(source: ImageSource, what: str = "image", mode: str = "RGB") -> t
     else:
         path = Path(source)
         if not path.is_file():
-            raise DataError(f"{what} file {path} does not exist; give a PNG or JPEG file")
+            found = "is a directory" if path.is_dir() else "does not exist"
+            raise DataError(f"{what} file {path} {found}; give a PNG or JPEG file")
         try:
             with Image.open(path) as im:
                 arr = np.array(im.convert(mode))

@@ -27,3 +27,11 @@ class WeightsError(CmzooError):
 
 class TrainingError(CmzooError):
     """A training run that cannot go on (for example a non-finite loss)."""
+
+
+class OutputError(CmzooError):
+    """A destination that cannot be written: a directory, an unknown suffix, a read-only folder, a full disk."""
+
+
+class TrainingInterrupted(TrainingError):
+    """SIGINT/SIGTERM arrived: a checkpoint was written and the run can be resumed."""

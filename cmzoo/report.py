@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 from cmzoo.errors import ConfigError
+from cmzoo.files import check_destination, read_json, write_text
 from cmzoo.metrics.evaluate import EvalResult
-from cmzoo.metrics.plots import plot_denoising_distances, pyplot, read_metrics
+from cmzoo.metrics.plots import plot_denoising_distances, pyplot, read_metrics, save_figure
 from cmzoo.train.tracking import STEP_KEYS, written_grids
 
 GRID_STEPS_SHOWN = 8  # a run's grids over steps: the first, the last and evenly spaced ones between
@@ -59,23 +60,28 @@ def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     if not ((path / "config.json").is_file() and (path / "metrics.jsonl").is_file()):
         raise ConfigError(f"{path} is neither a run directory (config.json and metrics.jsonl, from `cmzoo train`) "
                           "nor a bench results folder (results.json, from `cmzoo bench`)")
-    return write_page(run_report(path), Path(out) if out is not None else path / "report.html")
+    target = check_destination(Path(out) if out is not None else path / "report.html", "report")
+    return write_page(run_report(path), target)
 
 
 def write_page(page: str, target: Path) -> Path:
-    """Write an HTML page to `target`, creating its folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(page, encoding="utf-8")
-    return target
+    """Write an HTML page to `target`, creating its folder; an OS error is one OutputError line."""
+    return write_text(target, page, "report")
 
 
 def run_report(run_dir: Path) -> str:
     """The page of one training or pre-training run: overview, evaluations, curves, sample grids, config."""
-    config = json.loads((run_dir / "config.json").read_text())
-    rows = read_metrics(run_dir / "metrics.jsonl")
+    config = read_json(run_dir / "config.json", "run config", ConfigError)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{run_dir / 'config.json'} is not a run config (a JSON object); restore the file")
+    unreadable: list[int] = []
+    rows = read_metrics(run_dir / "metrics.jsonl", unreadable)
     steps = [r["step"] for r in rows if "step" in r]
     lead = (f"{config.get('backbone')}/{config.get('preset')} on {config.get('data') or 'shapes'} at "
             f"{config.get('resolution')} px; {max(steps, default=0)} of {config.get('steps')} steps logged")
+    if unreadable:
+        lead += (f"; metrics.jsonl line {', '.join(map(str, unreadable))} is not a JSON record (torn by a crash "
+                 "while writing) and was skipped")
     curves = {"training curves": _draw(lambda out: plot_training_curves(rows, out)),
               "denoising distance": _draw(lambda out: plot_denoising_distances(run_dir / "metrics.jsonl", out))}
     parts = [f"<h1>cmzoo run — {esc(run_dir.name)}</h1>", f'<p class="lead">{esc(lead)}</p>']
@@ -119,8 +125,7 @@ def plot_training_curves(rows: Iterable[dict[str, Any]], out: Path | BinaryIO) -
         ax.plot(xs, [points[x] for x in xs], marker="." if len(xs) < 30 else None)
         ax.set(title=title, xlabel=x_key.replace("_", " "), yscale="log" if log else "linear")
     fig.tight_layout()
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
+    save_figure(fig, out, dpi=80)
     return out
 
 

@@ -3,26 +3,34 @@ functions. The CLI's `sample` and `render` are thin shells over these functions.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import torch
 from pydantic import ValidationError
 
 from cmzoo.backbone import BackboneSpec, ImageFunction, validation_message
 import cmzoo.checkpoint as checkpoint
-from cmzoo.config import TrainConfig
+from cmzoo.config import DEFAULT_BACKBONE, TrainConfig
 from cmzoo.data import to_uint8
 from cmzoo.device import resolve_device
 from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
 from cmzoo.engine.sampling import Size, check_sigmas, multistep_sample, sample_at_sizes
 from cmzoo.engine.schedules import karras_sigmas
 from cmzoo.errors import CheckpointError, ConfigError
+from cmzoo.files import read_json
 from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
 
 Weights = Literal["ema", "online", "target"]
+# px per side of any rendered or sampled image: one 4096×4096 RGB image is 200 MB in fp32, and a
+# size typed with a digit too many must fail at once instead of trying to allocate hundreds of GB.
+MAX_SIDE = 4096
+# The fields that decide a network's parameters: weights only load into a network built from the same.
+NETWORK_FIELDS = ("backbone", "preset", "backbone_overrides", "resolution", "class_conditional")
+RESUME_FIX = "resume with the run's own backbone, preset and --set fields, or give a new --out"
 
 
 @dataclass
@@ -41,14 +49,50 @@ class Run:
         return self.config.resolution
 
 
-def read_run_config(run_dir: Path) -> TrainConfig:
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """The config.json of a run directory; a missing, damaged or incomplete one is one CheckpointError line."""
     path = Path(run_dir) / "config.json"
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"{run_dir} is not a cmzoo run directory (no config.json); give the --out of `cmzoo train`")
+    fields = read_json(path, "run config", CheckpointError)
+    if not isinstance(fields, dict):
+        raise CheckpointError(f"{path} is not a run config (a JSON object of TrainConfig fields); restore the file")
+    if "backbone" not in fields:  # the default would silently build another network
+        held = saved_backbone(Path(run_dir))
+        holds = f"; its checkpoints hold {held} weights" if held else ""
+        raise CheckpointError(f"{path} names no backbone (its field 'backbone' is missing){holds}: add it back, "
+                              f'e.g. "backbone": "{held or DEFAULT_BACKBONE}"')
     try:
-        return TrainConfig.model_validate_json(path.read_text())
+        return TrainConfig.model_validate(fields)
     except ValidationError as err:
         raise CheckpointError(f"{path} is not a valid run config: {validation_message(err)}") from None
+
+
+def saved_backbone(run_dir: Path) -> str | None:
+    """The backbone named beside the weights of a run's newest checkpoint (None when that cannot be told)."""
+    try:
+        saved = checkpoint.header_config(checkpoint.latest_checkpoint(run_dir / "checkpoints"))
+    except (CheckpointError, OSError, ValueError):
+        return None
+    return saved.get("backbone") if saved else None
+
+
+def check_same_network(saved: dict[str, Any] | None, config: TrainConfig, holder: str, asker: str, fix: str) -> None:
+    """Refuse weights saved for another network than `config` builds, in one line: "`holder` holds func
+    weights, but `asker` says dit; `fix`". `saved` is the config stored beside the weights (None for
+    checkpoints written without one, which are not checked)."""
+    if saved is None:
+        return
+    ours = config.model_dump(mode="json")
+    differ = [f for f in NETWORK_FIELDS if saved.get(f, ours[f]) != ours[f]]
+    if not differ:
+        return
+    if differ[0] == "backbone":
+        held, asked = saved["backbone"], ours["backbone"]
+    else:
+        held, asked = (c["backbone"] + " (" + ", ".join(f"{f} {json.dumps(c.get(f))}" for f in differ) + ")"
+                       for c in (saved, ours))
+    raise CheckpointError(f"{holder} holds {held} weights, but {asker} says {asked}; {fix}")
 
 
 def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.device = "auto",
@@ -59,6 +103,12 @@ def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.
     config = read_run_config(run_dir)
     path = Path(checkpoint_path) if checkpoint_path else checkpoint.latest_checkpoint(run_dir / "checkpoints")
     state = checkpoint.load_checkpoint(path)
+    check_same_network(checkpoint.stored_config(state), config, f"run {run_dir} ({path.name})",
+                       f"its {run_dir / 'config.json'}", "restore the config's fields to those of its weights")
+    if weights not in state:
+        kept = [w for w in ("ema", "online", "target") if w in state]
+        raise CheckpointError(f"{path} holds no {weights!r} weights (a reconstruction pre-training run keeps only "
+                              f"its online network); choose --weights {' or '.join(kept)}")
     spec = get_backbone(config.backbone)
     net_state = state[weights]
     num_classes = state.get("num_classes")
@@ -100,6 +150,8 @@ def generate(
     quarter of the memory), on the CPU; with `functions` (function backbones), also the n image
     functions they were rendered from, else None. Every batch leaves the device at once, so device
     memory does not grow with n; `progress` shows a bar over the images."""
+    check_count(n, "--n (images to generate)")
+    check_count(batch_size, "--batch-size (images per forward pass)")
     res = run.resolution
     sizes = list(sizes) if sizes else [(res, res)]
     require_sizes(run, sizes, f"sampling at sizes {sizes}")
@@ -141,8 +193,25 @@ def sample_batch(
     return {(run.resolution, run.resolution): multistep_sample(run.model, noise, sigmas, labels, generator)}, None
 
 
+def check_count(value: int, name: str, minimum: int = 1) -> int:
+    """`value` if it is at least `minimum`, else a ConfigError naming it and the allowed range."""
+    if value < minimum:
+        raise ConfigError(f"{name} must be ≥ {minimum}, got {value}")
+    return value
+
+
+def check_size(size: Size) -> Size:
+    """A render size (H, W) must have 1 to MAX_SIDE px per side; checked before anything is allocated."""
+    if not all(1 <= side <= MAX_SIDE for side in size):
+        raise ConfigError(f"size {size[0]}x{size[1]} is outside 1 to {MAX_SIDE} px per side; give a smaller size")
+    return size
+
+
 def require_sizes(run: Run, sizes: Sequence[Size], doing: str) -> None:
-    """Sizes other than the training size need a function backbone; the error says what `doing` needs."""
+    """Sizes must be within MAX_SIDE, and other than the training size need a function backbone; the
+    error says what `doing` needs."""
+    for size in sizes:
+        check_size(size)
     res = run.resolution
     if any(tuple(s) != (res, res) for s in sizes):
         require("function_output", run.spec, f"{doing} (trained at {res}×{res})")
@@ -152,12 +221,17 @@ def load_image_function(path: str | Path) -> ImageFunction:
     """Load saved image functions with the class of the backbone named in the file's metadata."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"image function file {path} does not exist")
-    try:
-        meta = checkpoint.read_safetensors_metadata(path)
-    except (ValueError, OSError) as err:
-        raise CheckpointError(f"{path} is not a safetensors image-function file: {err}") from None
-    spec = get_backbone(meta.get("backbone", "?"))
+        found = "is a directory" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"image function file {path} {found}; give a file written by "
+                              "`cmzoo sample --save-functions`")
+    meta = checkpoint.read_safetensors_metadata(path)
+    if meta.get("format") == checkpoint.FORMAT:
+        raise CheckpointError(f"{path} is a training checkpoint, not saved image functions; save them with "
+                              "`cmzoo sample --run RUN_DIR --save-functions F.safetensors`")
+    if "backbone" not in meta:
+        raise CheckpointError(f"{path} is a safetensors file without cmzoo image functions (its metadata names no "
+                              "backbone); save them with `cmzoo sample --run RUN_DIR --save-functions F.safetensors`")
+    spec = get_backbone(meta["backbone"])
     if spec.function_type is None:
         raise CheckpointError(f"{path} names backbone {spec.name!r}, which has no image functions")
     return spec.function_type.load(path)

@@ -8,6 +8,9 @@ capabilities. Plugin authors run it in their own tests::
 
 from __future__ import annotations
 
+import types
+import typing
+
 import torch
 
 from cmzoo.backbone import BackboneSpec, ImageFunction
@@ -19,8 +22,10 @@ from cmzoo.plugins import build_backbone, get_backbone
 
 
 def check_backbone(name: str | BackboneSpec, preset: str = "tiny", resolution: int = 32, batch: int = 2) -> None:
-    """Assert the module contract and every declared capability; one training step must change the weights."""
+    """Assert the module contract, bounds on the config's integer fields and every declared capability; one
+    training step must change the weights."""
     spec = name if isinstance(name, BackboneSpec) else get_backbone(name)
+    check_config_bounds(spec)
     config = spec.make_config(preset)
     torch.manual_seed(0)
     num_classes = 5 if spec.capabilities.class_conditional else None
@@ -56,6 +61,26 @@ def check_backbone(name: str | BackboneSpec, preset: str = "tiny", resolution: i
             shape = net.reconstruct(x.clamp(-1, 1)).render(resolution, resolution).shape
         assert shape == x.shape, f"{spec.name}: reconstruct(x).render gave {tuple(shape)}"
     check_training_step(spec, net, x, labels)
+
+
+def check_config_bounds(spec: BackboneSpec) -> None:
+    """Every integer field of the config model declares a lower bound (`Field(…, ge=1)` or `gt=0`), so that
+    a value such as depth=-2 is refused when the config is made, not built into a network without blocks."""
+    for name, field in spec.config_model.model_fields.items():
+        if not _is_integer(field.annotation):
+            continue
+        bounded = any(getattr(m, "ge", None) is not None or getattr(m, "gt", None) is not None for m in field.metadata)
+        assert bounded, (f"{spec.name}: config field {name!r} is an integer without a lower bound; declare one, "
+                         f"e.g. {name}: int = Field({field.default!r}, ge=1)")
+
+
+def _is_integer(annotation: object) -> bool:
+    """int, or int | None ("unset" is None); bool is not an integer field."""
+    if annotation is int:
+        return True
+    args = typing.get_args(annotation)
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    return union and int in args and all(a in (int, type(None)) for a in args)
 
 
 def check_training_step(spec: BackboneSpec, net: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor | None) -> None:

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "cmzoo"
 
 LAYERS = [
-    ["cmzoo.errors", "cmzoo.safe_pickle", "cmzoo.progress"],  # progress: cmzoo.data shows a bar reading folders
+    ["cmzoo.errors", "cmzoo.files", "cmzoo.safe_pickle", "cmzoo.progress"],  # progress: cmzoo.data shows a bar reading folders
     ["cmzoo.engine", "cmzoo.data", "cmzoo.layers", "cmzoo.backbone"],  # contract and maths
     ["cmzoo.plugins"],  # the registry
     ["cmzoo.config", "cmzoo.checkpoint", "cmzoo.device", "cmzoo.grids",

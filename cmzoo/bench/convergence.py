@@ -13,7 +13,7 @@ from cmzoo.bench.efficiency import Bench
 from cmzoo.bench.quality import clear_run_dir, quality_train_config, score_notes, steps_for_seconds
 from cmzoo.bench.report import Record
 from cmzoo.metrics.evaluate import evaluate_run
-from cmzoo.metrics.plots import pyplot
+from cmzoo.metrics.plots import pyplot, save_figure
 from cmzoo.train.tracking import written_grids
 from cmzoo.train.trainer import train
 
@@ -72,6 +72,5 @@ def plot_convergence(records: list[Record], path: Path) -> Path | None:
            xscale="log", title=f"convergence on {n['data']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return path

@@ -32,6 +32,7 @@ from cmzoo.bench.page import write_bench_report
 from cmzoo.bench.quality import plot_stability, quality_record
 from cmzoo.bench.report import BenchResult, Record, environment, print_summary, write_results
 from cmzoo.device import resolve_device
+from cmzoo.files import check_folder
 from cmzoo.metrics.inception import load_inception
 from cmzoo.plugins import get_backbone
 from cmzoo.progress import progress_bar, stderr_console
@@ -134,6 +135,7 @@ def run_bench(config: BenchConfig | None = None, console: Console | None = None,
     (markdown, CSV, JSON) are rewritten in `config.out` after every measurement, the PNGs and
     report.html at the end."""
     cfg = make_bench_config(**{**(config.model_dump() if config else {}), **overrides})
+    check_folder(cfg.out, "bench results folder")  # before anything is measured
     console = console or stderr_console()
     specs = [get_backbone(name) for name in cfg.backbones]
     for spec in specs:

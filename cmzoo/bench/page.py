@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 from cmzoo.bench.config import BenchConfig
 from cmzoo.bench.report import DETAIL_HEADERS, Record, detail_rows, multires_ratios, summary_table
+from cmzoo.errors import ConfigError
+from cmzoo.files import check_destination, read_json
 from cmzoo.report import bold, config_table, embed_png, esc, grid_figure, html_page, html_table, write_page
 
 
 def write_bench_report(folder: str | Path, out: str | Path | None = None) -> Path:
     """Write the report of a bench results folder to `out` (default FOLDER/report.html)."""
     folder = Path(folder)
-    return write_page(bench_report(folder), Path(out) if out is not None else folder / "report.html")
+    target = check_destination(Path(out) if out is not None else folder / "report.html", "report")
+    return write_page(bench_report(folder), target)
 
 
 def bench_report(folder: Path) -> str:
     """The page of one `cmzoo bench`: environment, summary, figures, every backbone's samples side by side,
     every measurement and the config."""
-    data = json.loads((folder / "results.json").read_text())
+    data = read_json(folder / "results.json", "bench results", ConfigError)
     records = [Record(**r) for r in data["records"]]
     env = data["environment"]
     lead = (f"{env.get('date')} · {env.get('device')} ({env.get('device_name')}) · torch {env.get('torch')}, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import io
 import json
 import os
 import platform
@@ -17,7 +18,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from cmzoo.metrics.plots import pyplot
+from cmzoo.files import write_text
+from cmzoo.metrics.plots import pyplot, save_figure
 
 # Paper Table 2: multi-resolution sampling FPS (32 + 64 + 128 px) on CelebA 64.
 PAPER_MULTIRES_FPS = {"unet": 83.64, "uvit": 83.58, "dit": 96.61, "func": 447.02}
@@ -234,17 +236,17 @@ def markdown_report(result: BenchResult) -> str:
 
 def write_results(result: BenchResult, out: Path, plot: bool = True) -> list[Path]:
     """results.json, results.csv, results.md and (with `plot`) efficiency.png in `out`."""
-    out.mkdir(parents=True, exist_ok=True)
     records = [asdict(r) for r in result.records]
     paths = [out / "results.json", out / "results.csv", out / "results.md"]
-    paths[0].write_text(json.dumps({"environment": result.environment, "config": result.config,
-                                    "records": records}, indent=2, default=str))
-    with open(paths[1], "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(records[0]) if records else ["backbone"])
-        writer.writeheader()
-        for r in records:
-            writer.writerow({**r, "notes": json.dumps(r["notes"])})
-    paths[2].write_text(markdown_report(result))
+    write_text(paths[0], json.dumps({"environment": result.environment, "config": result.config,
+                                     "records": records}, indent=2, default=str), "bench results")
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(records[0]) if records else ["backbone"])
+    writer.writeheader()
+    for r in records:
+        writer.writerow({**r, "notes": json.dumps(r["notes"])})
+    write_text(paths[1], table.getvalue(), "bench results")
+    write_text(paths[2], markdown_report(result), "bench results")
     figure = plot_efficiency(result.records, out / "efficiency.png") if plot else None
     return paths + ([figure] if figure else []) + [p for p in result.files if p.exists()]
 
@@ -282,8 +284,7 @@ def plot_efficiency(records: list[Record], path: Path) -> Path | None:
         ax.set(title=title, ylabel=ylabel)
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

@@ -34,10 +34,14 @@ def load_dataset(source: str | Path | None, resolution: int, shapes_count: int =
     if path.is_file():
         if path.suffix != ".npz":
             raise DataError(f"data file {path} is not a .npz; give an image folder, a .npz file or a CIFAR-10 folder")
-        return npz_dataset(path, resolution)
-    if any((path / b).is_file() for b in CIFAR_BATCHES):
-        return cifar_dataset(path, resolution)
-    return folder_dataset(path, resolution)
+        data = npz_dataset(path, resolution)
+    elif any((path / b).is_file() for b in CIFAR_BATCHES):
+        data = cifar_dataset(path, resolution)
+    else:
+        data = folder_dataset(path, resolution)
+    if not len(data):  # refused before a run directory exists: batches of nothing divide by zero
+        raise DataError(f"data set {path} holds 0 images; give a data set with at least one image")
+    return data
 
 
 def native_resolution(source: str | Path) -> int:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO, Mapping
+
+from cmzoo.files import writing
 
 
 def pyplot() -> ModuleType:
@@ -18,8 +21,29 @@ def pyplot() -> ModuleType:
     return plt
 
 
-def read_metrics(metrics_jsonl: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(metrics_jsonl).read_text().splitlines() if line.strip()]
+def save_figure(fig: Any, out: Path | BinaryIO, dpi: int = 100) -> None:
+    """Write a matplotlib figure as PNG and close it; an OS error on a file is one OutputError line."""
+    try:
+        with writing(out, "figure") if isinstance(out, (str, Path)) else nullcontext():
+            fig.savefig(out, dpi=dpi)
+    finally:
+        pyplot().close(fig)
+
+
+def read_metrics(metrics_jsonl: Path, unreadable: list[int] | None = None) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl. A line that is not a JSON object (a torn last line, left by a crash
+    while writing) is skipped, and its number appended to `unreadable` for the caller to report."""
+    rows = []
+    for number, line in enumerate(Path(metrics_jsonl).read_bytes().splitlines(), 1):
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError:
+            row = "torn"
+        if isinstance(row, dict):
+            rows.append(row)
+        elif row is not None and unreadable is not None:
+            unreadable.append(number)
+    return rows
 
 
 def plot_denoising_distances(metrics_jsonl: Path, out: Path | BinaryIO) -> Path | BinaryIO | None:
@@ -34,8 +58,7 @@ def plot_denoising_distances(metrics_jsonl: Path, out: Path | BinaryIO) -> Path 
     ax.set(xlabel="step", ylabel="MSE of f(x₀ + σz, σ) vs x₀", yscale="log", title="total denoising distance")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
     return out
 
 
@@ -59,6 +82,5 @@ def plot_training_stability(runs: Mapping[str, Path], out: Path, sigma: float = 
                title="denoising distance")
     loss_ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out)
     return out

@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import math
 import os
-from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 
-from cmzoo.checkpoint import save_checkpoint
+from cmzoo.checkpoint import load_module_state, newest_valid_checkpoint, save_checkpoint, stored_config
 from cmzoo.config import TrainConfig
 from cmzoo.data import ImageDataset, from_uint8, load_dataset, native_resolution, resize_square
 from cmzoo.device import resolve_device, to_device
 from cmzoo.engine.parameterization import c_in
-from cmzoo.errors import ConfigError, DataError
+from cmzoo.errors import CheckpointError, ConfigError, DataError
+from cmzoo.files import write_text
 from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
+from cmzoo.run import RESUME_FIX, check_same_network
 from cmzoo.train.optim import lr_factor
+from cmzoo.train.signals import StopSignals
 from cmzoo.train.tracking import open_run_log, refuse_existing_run
 
 
@@ -99,6 +101,69 @@ def held_out_psnr(module: nn.Module, images: torch.Tensor, targets: torch.Tensor
     return {key: torch.cat(v).mean().item() for key, v in scores.items()}
 
 
+class ReconstructionTraining:
+    """Reconstruction pre-training one Adam step at a time (paper: lr 1e-4) on `images`: (N, C, H, W) in
+    [-1, 1], or a data set, whose uint8 images are converted a batch at a time (all of CelebA-64 in
+    float32 is ~10 GB); with the state a checkpoint needs to continue it exactly: the step, Adam's moments, the
+    epoch order, the data generator and torch's RNG (coordinate jitter, dropout).
+
+    `targets` (N, C, R, R), the same images at a higher resolution, supervise the functions at R (see
+    :func:`reconstruction_loss`); `coords_noise` off trains at the pixel centres only, without the
+    paper's variational coordinates (an ablation); `decay` shapes the rate as :func:`lr_factor`.
+    Batches are drawn in epochs (a fresh permutation from `generator` each pass).
+    """
+
+    def __init__(
+        self, module: nn.Module, images: torch.Tensor | ImageDataset, steps: int, lr: float = 1e-4, batch_size: int = 32,
+        generator: torch.Generator | None = None, targets: torch.Tensor | None = None, coords_noise: bool = True,
+        decay: float = 0.0,
+    ) -> None:
+        self.module, self.images, self.targets = module, images, targets
+        self.steps, self.lr, self.decay, self.coords_noise = steps, lr, decay, coords_noise
+        self.batch_size = min(batch_size, len(images))
+        self.generator = generator
+        self.device = next(module.parameters()).device
+        self.optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
+        self.order, self.position, self.step = torch.randperm(len(images), generator=generator), 0, 0
+
+    def train_step(self) -> float:
+        """One step on the next batch of the epoch; returns its loss. The module is left in training mode."""
+        n = len(self.images)
+        if self.position + self.batch_size > n:
+            self.order, self.position = torch.randperm(n, generator=self.generator), 0
+        index = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr * lr_factor(self.step, self.steps, self.decay)
+        self.module.train()
+        target = self.targets[index].to(self.device) if self.targets is not None else None
+        if isinstance(self.images, ImageDataset):
+            x = from_uint8(to_device(self.images.uint8(index), self.device))
+        else:
+            x = self.images[index].to(self.device)
+        loss = reconstruction_loss(self.module, x, target, self.coords_noise)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return loss.item()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the module's weights that the next steps depend on."""
+        state = {"step": self.step, "position": self.position, "order": self.order,
+                 "optimizer": self.optimizer.state_dict(), "torch": torch.get_rng_state()}
+        if self.generator is not None:
+            state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step, self.position, self.order = int(state["step"]), int(state["position"]), state["order"]
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch"])
+        if self.generator is not None and "generator" in state:
+            self.generator.set_state(state["generator"])
+
+
 def pretrain_steps(
     module: nn.Module,
     images: torch.Tensor | ImageDataset,
@@ -111,60 +176,63 @@ def pretrain_steps(
     coords_noise: bool = True,
     decay: float = 0.0,
 ) -> list[float]:
-    """Run `steps` Adam steps (paper: lr 1e-4) of reconstruction on `images`: (N, C, H, W) in [-1, 1], or a
-    data set, whose uint8 images are converted a batch at a time (all of CelebA-64 in float32 is ~10 GB).
-
-    `targets` (N, C, R, R), the same images at a higher resolution, supervise the functions at R (see
-    :func:`reconstruction_loss`); `coords_noise` off trains at the pixel centres only, without the
-    paper's variational coordinates (an ablation); `decay` shapes the rate as :func:`lr_factor`.
-    Batches are drawn in epochs (a fresh permutation from `generator` each pass). The module is left
-    in training mode. Returns the loss of every step.
-    """
-    device = next(module.parameters()).device
-    optimizer = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(lr_factor, steps=steps, decay=decay))
-    module.train()
-    n = len(images)
-    batch_size = min(batch_size, n)
-    order, position, losses = torch.randperm(n, generator=generator), 0, []
-    for _ in range(steps):
-        if position + batch_size > n:
-            order, position = torch.randperm(n, generator=generator), 0
-        index = order[position : position + batch_size]
-        position += batch_size
-        target = targets[index].to(device) if targets is not None else None
-        if isinstance(images, ImageDataset):
-            x = from_uint8(to_device(images.uint8(index), device))
-        else:
-            x = images[index].to(device)
-        loss = reconstruction_loss(module, x, target, coords_noise)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
+    """Run `steps` steps of :class:`ReconstructionTraining` (its arguments); `on_step(step, loss)` after
+    each. Returns the loss of every step."""
+    training = ReconstructionTraining(module, images, steps, lr, batch_size, generator, targets, coords_noise, decay)
+    losses = []
+    while training.step < steps:
+        losses.append(training.train_step())
         if on_step is not None:
-            on_step(len(losses), losses[-1])
+            on_step(training.step, losses[-1])
     return losses
 
 
-def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
+def run_reconstruction(
+    training: ReconstructionTraining,
+    on_step: Callable[[int, float], None],
+    save: Callable[[], Path],
+    checkpoint_every: int,
+    signals: StopSignals,
+    resume_command: str,
+    agree: Callable[[bool], bool] = bool,
+) -> None:
+    """Step `training` to its end: `on_step(step, loss)` after each step, and a checkpoint (`save`) every
+    `checkpoint_every` steps (0: none between) and at the end. A stop asked by SIGINT/SIGTERM (`agree`:
+    the decision of every DDP rank) saves a checkpoint and raises TrainingInterrupted naming
+    `resume_command`."""
+    while training.step < training.steps:
+        loss = training.train_step()
+        on_step(training.step, loss)
+        if agree(signals.asked):
+            where = f"pre-training step {training.step} of {training.steps}"
+            raise signals.interrupted(where, save(), resume_command)
+        if training.step == training.steps or (checkpoint_every and training.step % checkpoint_every == 0):
+            save()
+
+
+def pretrain(config: TrainConfig, console: Console | None = None, resume: bool = False) -> Path:
     """Reconstruction pre-training of `config.backbone` (capability ``pretrain``); returns the run dir.
 
     The last `holdout` images are never trained on; their PSNR is logged every `sample_every` steps
     and at the end. With `render_resolution` R the data is loaded at R, the network sees it resized to
     `resolution`, and the functions are supervised at R. The run directory has the layout of a
     training run (config.json, metrics.jsonl, checkpoints with the weights as ``online``), so
-    ``cmzoo train --init-from DIR`` starts consistency training from it.
+    ``cmzoo train --init-from DIR`` starts consistency training from it. Checkpoints are written every
+    `checkpoint_every` steps, at the end and on SIGINT/SIGTERM; `resume` continues from the newest.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size > 1:
         raise ConfigError(f"cmzoo pretrain runs in one process, but torchrun started {world_size}: each would "
                           "pre-train alone into the same run directory; start it without torchrun")
     console = console or Console(stderr=True)
+    run_dir = Path(config.out)
+    if resume:
+        path, state = pretraining_checkpoint(run_dir, lambda text: console.print(f"[yellow]note:[/] {text}"))
     spec = get_backbone(config.backbone)
     require("pretrain", spec, "reconstruction pre-training")
-    refuse_existing_run(config.out)
+    backbone_config = spec.make_config(config.preset, **config.backbone_overrides)  # before the data is read
+    if not resume:
+        refuse_existing_run(run_dir)
     lr = config.lr or 1e-4  # paper App. A.2: Adam, lr 1e-4
     sample_every = 200 if config.sample_every is None else config.sample_every
     batch_size = config.batch_size or 32
@@ -175,26 +243,39 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
     train, held = images[: len(images) - holdout], images[len(images) - holdout :]
     train_targets, held_targets = (None, None) if targets is None else (targets[: len(train)], targets[len(train) :])
     torch.manual_seed(config.seed)
-    net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution)
+    net = build_backbone(spec, backbone_config, config.resolution)
     net.to(resolve_device(config.device))
-    run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(config.seed)
+    training = ReconstructionTraining(net, train, config.steps, lr, batch_size, generator, train_targets,
+                                      decay=config.lr_decay)
     saved = config.model_copy(update={"lr": lr, "batch_size": batch_size, "holdout": holdout,
                                       "sample_every": sample_every})
-    (run_dir / "config.json").write_text(saved.model_dump_json(indent=2))
+    if resume:
+        check_same_network(stored_config(state), saved, f"run {run_dir}", "the resumed config", RESUME_FIX)
+        load_module_state(net, state["online"], path)
+        training.load_state_dict(state["pretrain"])
+    write_text(run_dir / "config.json", saved.model_dump_json(indent=2), "run config")
     above = f", supervised at {config.render_resolution} px" if targets is not None else ""
     decay = f", falling to 0 over the last {config.lr_decay:.0%} of the steps" if config.lr_decay else ""
+    resumed = f", resuming at step {training.step}" if training.step else ""
     console.print(f"cmzoo pretrain: {config.backbone}/{config.preset} on {name} at {config.resolution} px{above}, "
                   f"{config.steps} steps, batch {batch_size}, Adam lr {lr}{decay}; {len(train)} images, "
-                  f"{holdout} held out")
+                  f"{holdout} held out{resumed}")
+
+    def save() -> Path:
+        state = {"step": training.step, "num_classes": None, "online": net.state_dict(), "ema": net.state_dict(),
+                 "pretrain": training.state_dict(), "config": saved.model_dump_json()}
+        return save_checkpoint(run_dir / "checkpoints", training.step, state, config.keep_checkpoints)
+
     bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}  held-out {task.fields[held]}", console)
-    with bar as progress, open_run_log(run_dir, config.log) as log:
-        task = progress.add_task("pretrain", total=config.steps, loss=float("nan"), held="–")
+    with bar as progress, open_run_log(run_dir, config.log) as log, StopSignals() as signals:
+        for note in log.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        task = progress.add_task("pretrain", total=config.steps, completed=training.step, loss=float("nan"), held="–")
 
         def on_step(step: int, loss: float) -> None:
-            # The lr this step's update used (the schedule has advanced step − 1 times before it).
             record = {"step": step, "mse": loss, "psnr": psnr_of_mse(loss),
-                      "lr": lr * lr_factor(step - 1, config.steps, config.lr_decay)}
+                      "lr": lr * lr_factor(step - 1, config.steps, config.lr_decay)}  # the rate this step used
             end = step == config.steps
             scored = holdout and (end or (sample_every and step % sample_every == 0))
             if scored:
@@ -205,12 +286,21 @@ def pretrain(config: TrainConfig, console: Console | None = None) -> Path:
             if step % config.log_every == 0 or end or scored:
                 log.scalars(record)
 
-        pretrain_steps(net, train, config.steps, lr, batch_size, torch.Generator().manual_seed(config.seed), on_step,
-                       train_targets, decay=config.lr_decay)
-    state = {"step": config.steps, "num_classes": None, "online": net.state_dict(), "ema": net.state_dict(),
-             "config": saved.model_dump_json()}
-    save_checkpoint(run_dir / "checkpoints", config.steps, state, config.keep_checkpoints)
+        resume_command = f"cmzoo pretrain --resume {run_dir}"
+        run_reconstruction(training, on_step, save, config.checkpoint_every, signals, resume_command)
     return run_dir
+
+
+def pretraining_checkpoint(run_dir: Path, note: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
+    """The newest valid checkpoint of a pre-training run and its state; a training run's is refused in one line."""
+    path, state = newest_valid_checkpoint(run_dir / "checkpoints", note)
+    if "target" in state:
+        raise CheckpointError(f"{run_dir} is a consistency-training run, not a pre-training run; continue it with "
+                              f"`cmzoo train --resume {run_dir}`")
+    if "pretrain" not in state:
+        raise CheckpointError(f"{path} holds no pre-training state to continue from (it was written by an earlier "
+                              "cmzoo); start a new pre-training run with another --out")
+    return path, state
 
 
 def pretraining_images(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor | None, str]:

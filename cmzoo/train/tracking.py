@@ -17,6 +17,7 @@ import torch
 
 from cmzoo.engine.sampling import Size
 from cmzoo.errors import ConfigError
+from cmzoo.files import check_folder, writing
 from cmzoo.grids import save_png
 
 TENSORBOARD_MISSING = "--log tensorboard needs tensorboard: pip install tensorboard"
@@ -68,12 +69,12 @@ class JsonlSink:
         self.run_dir = run_dir
 
     def scalars(self, record: dict[str, Any]) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        with writing(self.run_dir / "metrics.jsonl", "metrics log") as path, open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def images(self, step: int, grids: dict[Size, torch.Tensor]) -> None:
         for size, grid in grids.items():
-            save_png(grid, self.run_dir / "samples" / grid_filename(step, size, len(grids) == 1))
+            save_png(grid, self.run_dir / "samples" / grid_filename(step, size, len(grids) == 1), "sample grid")
 
     def close(self) -> None:
         pass
@@ -126,10 +127,11 @@ class TensorBoardSink:
 
 class RunLog:
     """Every sink of a run, fed the same records and grids; with no sinks (a DDP rank other than 0,
-    a trainer that is only timed) it records nothing."""
+    a trainer that is only timed) it records nothing. `notes`: what opening the log repaired."""
 
-    def __init__(self, sinks: Sequence[Sink] = ()) -> None:
+    def __init__(self, sinks: Sequence[Sink] = (), notes: Sequence[str] = ()) -> None:
         self.sinks = list(sinks)
+        self.notes = list(notes)
 
     def scalars(self, record: dict[str, Any]) -> None:
         for sink in self.sinks:
@@ -152,9 +154,11 @@ class RunLog:
 
 def refuse_existing_run(run_dir: str | Path) -> None:
     """A new run must start in a directory without another run's log or checkpoints: it would append
-    to that metrics.jsonl, and `--resume` would then pick the other run's newer checkpoints."""
+    to that metrics.jsonl, and `--resume` would then pick the other run's newer checkpoints. The
+    directory must be one that can be written, which is checked before any work."""
     run_dir = Path(run_dir)
-    found = [name for name in ("metrics.jsonl", "checkpoints") if (run_dir / name).exists()]
+    check_folder(run_dir, "run directory")
+    found = [name for name in ("metrics.jsonl", "checkpoints", "pretrain/checkpoints") if (run_dir / name).exists()]
     if found:
         raise ConfigError(
             f"{run_dir} already holds a run ({' and '.join(found)}); give another --out, or delete the directory "
@@ -163,9 +167,36 @@ def refuse_existing_run(run_dir: str | Path) -> None:
 
 
 def open_run_log(run_dir: Path, log: str, purge_step: int | None = None) -> RunLog:
-    """metrics.jsonl and grids in `run_dir`, and TensorBoard event files too when `log` is 'tensorboard'."""
+    """metrics.jsonl and grids in `run_dir`, and TensorBoard event files too when `log` is 'tensorboard'.
+    A torn last line of metrics.jsonl is removed first, with a note in the log's `notes`."""
     run_dir = Path(run_dir)
+    torn = repair_torn_line(run_dir / "metrics.jsonl")
     sinks: list[Sink] = [JsonlSink(run_dir)]
     if log == "tensorboard":
         sinks.append(TensorBoardSink(run_dir, purge_step))
-    return RunLog(sinks)
+    return RunLog(sinks, [torn] if torn else [])
+
+
+def repair_torn_line(path: Path) -> str | None:
+    """A crash while appending can leave a half-written last line in a JSONL log. Cut it off (a whole
+    record that only lacks its newline gets one), so that the next record starts a line of its own;
+    returns a note of what was cut, or None."""
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return None
+    start = data.rfind(b"\n") + 1
+    try:
+        json.loads(data[start:])
+        whole = True
+    except ValueError:
+        whole = False
+    with writing(path, "metrics log"), open(path, "r+b") as f:
+        if whole:
+            f.seek(0, 2)
+            f.write(b"\n")
+        else:
+            f.truncate(start)
+    return None if whole else (f"{path} ended in a torn line ({len(data) - start} bytes, from a crash while "
+                               "writing); it was removed")

@@ -6,7 +6,6 @@ global batch and trains on its slice (distributed.py)."""
 from __future__ import annotations
 
 import math
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,22 +24,19 @@ from cmzoo.engine.loss import consistency_loss, denoising_loss
 from cmzoo.engine.parameterization import ConsistencyFunction
 from cmzoo.engine.recipes import SigmaPairs, get_recipe
 from cmzoo.engine.sampling import Size
-from cmzoo.errors import CheckpointError, DataError, TrainingError
+from cmzoo.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
+from cmzoo.files import write_text
 from cmzoo.grids import grid_image
 from cmzoo.metrics.denoising import denoising_distances
 from cmzoo.metrics.plots import plot_denoising_distances
 from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
-from cmzoo.run import Run, generate
+from cmzoo.run import RESUME_FIX, Run, check_same_network, generate, read_run_config
 from cmzoo.train import distributed
 from cmzoo.train.optim import OPTIMIZERS, lr_factor
-from cmzoo.train.pretrain import pretrain_steps, psnr_of_mse
+from cmzoo.train.pretrain import ReconstructionTraining, psnr_of_mse, run_reconstruction
+from cmzoo.train.signals import StopSignals
 from cmzoo.train.tracking import RunLog, open_run_log, refuse_existing_run, summary_writer
-
-
-class TrainingInterrupted(TrainingError):
-    """SIGINT/SIGTERM arrived: a checkpoint was written and the run can be resumed."""
-
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -108,7 +104,8 @@ class Trainer:
         if cfg.log == "tensorboard":
             summary_writer()  # on every rank: a missing tensorboard fails before anything is trained
         self.run_log = RunLog()  # records nothing until `run` opens the run's logs (on rank 0)
-        self._stop_signal: int | None = None
+        self.stop = StopSignals()
+        self.pretrain_state: dict[str, Any] | None = None  # set by `resume` when the run stopped in pre-training
         self.stop_requested = False  # a signal reached some rank before this step's all-reduce
         if cfg.compile:
             self.compile()
@@ -146,7 +143,7 @@ class Trainer:
             total += loss.detach().float()
         # The step's one host sync: skipping a non-finite step needs its loss on the host (RAdam has no
         # on-device skip). Under DDP one all-reduce also carries the stop flag, so all ranks decide alike.
-        loss, self.stop_requested = self.dist.mean_and_any(total / len(micro_batches), self._stop_signal is not None)
+        loss, self.stop_requested = self.dist.mean_and_any(total / len(micro_batches), self.stop.asked)
         if not math.isfinite(loss):
             return self._bad_step(loss, pairs.schedule)
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
@@ -245,45 +242,51 @@ class Trainer:
         return directory / f"step_{self.step:08d}.safetensors"
 
     def resume(self) -> None:
-        """Continue from the newest valid checkpoint; damaged newer ones are reported and passed over."""
+        """Continue from the newest valid checkpoint (damaged newer ones are reported and passed over), or,
+        in a run stopped during reconstruction pre-training, from its newest pre-training checkpoint."""
         directory = self.run_dir / "checkpoints"
-        problems = []
-        for path in reversed(checkpoint.list_checkpoints(directory)):
-            try:
-                state = checkpoint.load_checkpoint(path)
-            except CheckpointError as err:
-                problems.append(str(err))
-                self.console.print(f"[yellow]note:[/] {err} — falling back to the previous checkpoint")
-                continue
+        in_pretraining = not checkpoint.list_checkpoints(directory) and checkpoint.list_checkpoints(self.pretrain_dir)
+        path, state = checkpoint.newest_valid_checkpoint(self.pretrain_dir if in_pretraining else directory, self.note)
+        saved = checkpoint.stored_config(state)
+        check_same_network(saved, self.config, f"run {self.run_dir}", "the resumed config", RESUME_FIX)
+        if in_pretraining:
+            self.pretrain_state = state
+        elif "target" not in state:
+            raise CheckpointError(
+                f"{self.run_dir} is a reconstruction pre-training run, not a training run; start training from it "
+                f"with `cmzoo train --init-from {self.run_dir} --out NEW_DIR`, or continue it with "
+                f"`cmzoo pretrain --resume {self.run_dir}`")
+        else:
             self.load_state_dict(state)
-            if problems:
-                self.console.print(f"[yellow]note:[/] resuming from {path.name} (step {self.step})")
-            return
-        if not problems:
-            checkpoint.latest_checkpoint(directory)  # raises: no checkpoint at all
-        raise CheckpointError(f"no valid checkpoint in {directory}: {'; '.join(problems)}")
+
+    @property
+    def pretrain_dir(self) -> Path:
+        """Where the reconstruction pre-training phase of this run keeps its checkpoints."""
+        return self.run_dir / "pretrain" / "checkpoints"
+
+    def note(self, text: str) -> None:
+        self.console.print(f"[yellow]note:[/] {text}")
 
     # ---- the loop --------------------------------------------------------------------------------
 
     def run(self) -> Path:
         cfg = self.config
         if self.dist.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
+            write_text(self.run_dir / "config.json", cfg.model_dump_json(indent=2), "run config")
         for notice in self.notices:
-            self.console.print(f"[yellow]note:[/] {notice}")
+            self.note(notice)
         self.console.print(self.start_line())
         if self.dist.main:
             # A resumed run continues after its checkpoint's step: TensorBoard drops later, stale events.
             self.run_log = open_run_log(self.run_dir, cfg.log, purge_step=self.step + 1 if self.step else None)
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+            for note in self.run_log.notes:
+                self.note(note)
         try:
-            if self.step == 0 and cfg.pretrain_steps:
-                self.pretrain()
-            self._loop()
+            with self.stop:
+                if self.step == 0 and cfg.pretrain_steps:
+                    self.pretrain()
+                self._loop()
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
             self.run_log.close()
             self.run_log = RunLog()
         return self.run_dir
@@ -310,25 +313,38 @@ class Trainer:
         return "\n       ".join(lines)
 
     def pretrain(self) -> None:
-        """Reconstruction pre-training of the online network (paper §3.4), then θ⁻ and the EMA copy it."""
+        """Reconstruction pre-training of the online network (paper §3.4), then θ⁻ and the EMA copy it.
+        It checkpoints (in `pretrain_dir`) every checkpoint_every steps, at its end and on SIGINT/SIGTERM,
+        and a resumed run continues it from there."""
         cfg = self.config
+        training = ReconstructionTraining(self.online.net, self.data, cfg.pretrain_steps, cfg.lr, cfg.batch_size,
+                                          torch.Generator().manual_seed(cfg.seed))
+        if self.pretrain_state is not None:
+            self.online.net.load_state_dict(self.pretrain_state["online"])
+            training.load_state_dict(self.pretrain_state["pretrain"])
+
+        def save() -> Path:
+            state = {"step": training.step, "online": self.online.net.state_dict(), "pretrain": training.state_dict(),
+                     "config": cfg.model_dump_json()}
+            if self.dist.main:
+                checkpoint.save_checkpoint(self.pretrain_dir, training.step, state, cfg.keep_checkpoints)
+            self.dist.barrier()
+            return self.pretrain_dir / f"step_{training.step:08d}.safetensors"
+
         bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}", self.console)
         with bar as progress:
-            task = progress.add_task("pretrain", total=cfg.pretrain_steps, loss=float("nan"))
+            task = progress.add_task("pretrain", total=cfg.pretrain_steps, completed=training.step, loss=float("nan"))
 
             def on_step(step: int, loss: float) -> None:
                 progress.update(task, completed=step, loss=loss)
                 if step % cfg.log_every == 0 or step == cfg.pretrain_steps:
                     self.log({"pretrain_step": step, "mse": loss, "psnr": psnr_of_mse(loss)})
 
-            pretrain_steps(self.online.net, self.data, cfg.pretrain_steps, cfg.lr, cfg.batch_size,
-                           torch.Generator().manual_seed(cfg.seed), on_step)
+            run_reconstruction(training, on_step, save, cfg.checkpoint_every, self.stop,
+                               f"cmzoo train --resume {self.run_dir}", self.dist.any)
         self.dist.broadcast(self.online)  # every rank pre-trained alike; rank 0's weights make sure
         ema_update(self.target, self.online, 0.0)
         ema_update(self.ema, self.online, 0.0)
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        self._stop_signal = signum
 
     def log(self, record: dict[str, Any]) -> None:
         """Record one step's numbers: metrics.jsonl, and TensorBoard when asked (rank 0 only)."""
@@ -357,11 +373,11 @@ class Trainer:
                 self.log({"step": self.step, **metrics, "loss": loss, "lr": lr, "it_per_s": rate, **memory})
                 window.clear()
 
-            periodic = [
+            periodic = [  # the checkpoint first: a failing grid or log write must not cost it
+                Periodic(cfg.checkpoint_every, self.save),  # the last checkpoint follows the loop
                 Periodic(cfg.log_every, log_step, at_end=True),
                 Periodic(cfg.denoise_every, self.log_denoising_distances, at_end=True, main_only=True),
-                Periodic(cfg.sample_every, self.log_grids, main_only=True),  # the last grids follow the loop
-                Periodic(cfg.checkpoint_every, self.save),  # so does the last checkpoint
+                Periodic(cfg.sample_every, self.log_grids, main_only=True),  # so do the last grids
             ]
             while self.step < end:
                 metrics = self.train_step()
@@ -374,14 +390,10 @@ class Trainer:
                         work.action()
                 if self.stop_requested:  # decided in train_step, alike on all ranks
                     path = self.save()
-                    name = signal.Signals(self._stop_signal or signal.SIGTERM).name
-                    raise TrainingInterrupted(
-                        f"stopped by signal {name} at step {self.step}; checkpoint {path.name} written — "
-                        f"continue with `cmzoo train --resume {self.run_dir}`"
-                    )
+                    raise self.stop.interrupted(f"step {self.step}", path, f"cmzoo train --resume {self.run_dir}")
+        self.save()
         if main:
             self.log_grids()
-        self.save()
         if main and cfg.denoise_every:
             plot_denoising_distances(self.run_dir / "metrics.jsonl", self.run_dir / "denoising_distance.png")
 
@@ -424,7 +436,10 @@ def schedule_text(metrics: dict[str, float]) -> str:
 def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Path:
     """Train a consistency model; returns the run directory. `overrides` are TrainConfig fields."""
     cfg = make_config(**{**(config.model_dump() if config is not None else {}), **overrides})
-    if not resume:
+    if resume:  # before the network is built: another backbone's fields would fail with a misleading message
+        saved = read_run_config(cfg.out).model_dump(mode="json")
+        check_same_network(saved, cfg, f"run {cfg.out}", "the resumed config", RESUME_FIX)
+    else:
         refuse_existing_run(cfg.out)
     try:
         trainer = Trainer(cfg, console=console)

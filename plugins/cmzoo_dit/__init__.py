@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from cmzoo import BackboneSpec, Capabilities, TransformerConfig, hookimpl
 from cmzoo_dit.model import DiT
 
 
 class DiTConfig(TransformerConfig):
-    depth: int = 15
-    dropout: float = 0.0
+    depth: int = Field(15, ge=1)  # adaLN-Zero blocks
+    dropout: float = Field(0.0, ge=0, lt=1)
 
 
 PRESETS = {

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as st_save
 
 from cmzoo.errors import CheckpointError
+from cmzoo.files import write_bytes
 
 FORMAT = "cmzoo-image-function"
 FORMAT_VERSION = 1
@@ -188,7 +189,7 @@ class INRImageFunction:
     # -- persistence --------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> None:
-        """Write the weights and the render rule to a safetensors file."""
+        """Write the weights and the render rule to a safetensors file; an OS error is one OutputError line."""
         tensors = {f"layer{t}": w.detach().cpu().contiguous() for t, w in enumerate(self.weights)}
         metadata = {
             "format": FORMAT,
@@ -199,7 +200,7 @@ class INRImageFunction:
             "max_freq": repr(self.max_freq),
             "layers": str(len(self.weights)),
         }
-        save_file(tensors, str(path), metadata=metadata)
+        write_bytes(path, st_save(tensors, metadata=metadata), "image functions")
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> INRImageFunction:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from cmzoo import BackboneSpec, Capabilities, TransformerConfig, hookimpl
 from cmzoo_uvit.model import UViT
 
 
 class UViTConfig(TransformerConfig):
-    depth: int = 15  # in-blocks + 1 mid block + out-blocks: 15 → 7 / 1 / 7
+    depth: int = Field(15, ge=1)  # in-blocks + 1 mid block + out-blocks: 15 → 7 / 1 / 7
     qkv_bias: bool = False
     final_conv: bool = True  # 3×3 conv on the unpatchified output
     long_skips: bool = True  # out-block i fuses in-block (n − i) by concat → Linear(2·dim → dim)
@@ -17,10 +17,9 @@ class UViTConfig(TransformerConfig):
     @field_validator("depth")
     @classmethod
     def _odd_depth(cls, depth: int) -> int:
-        if depth < 1 or depth % 2 == 0:
-            raise ValueError(f"must be odd and ≥ 1 (in + 1 mid + out blocks), got {depth}; e.g. 15 = 7 + 1 + 7")
+        if depth % 2 == 0:
+            raise ValueError(f"must be odd (in + 1 mid + out blocks), got {depth}; e.g. 15 = 7 + 1 + 7")
         return depth
-
 
 
 PRESETS = {
