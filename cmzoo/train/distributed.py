@@ -56,6 +56,10 @@ class Dist:
         total, flags = t.tolist()
         return total / self.world_size, flags > 0
 
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is true on one (e.g. a signal that reached only some ranks)."""
+        return self.mean_and_any(torch.zeros(()), flag)[1]
+
     def gather(self, obj: Any) -> list[Any]:
         """`obj` from every rank, in rank order."""
         if not self.enabled:
