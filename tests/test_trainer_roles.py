@@ -124,3 +124,9 @@ def test_grid_recipes_never_reset_the_optimizer():
     from cmzoo.engine.recipes import get_recipe
 
     assert not any(get_recipe(name).fresh_optimizer(k, 100) for name in ("ct", "ict", "ct-short") for k in range(101))
+
+
+@pytest.mark.parametrize("backbone, given, expected", [("func", None, 10.0), ("func", 1.0, 1.0), ("dit", None, 1.0)])
+def test_the_cpu_default_sharpens_the_boundary_for_function_backbones_only(tmp_path, backbone, given, expected):
+    trainer = _trainer(tmp_path, backbone=backbone, boundary_scale=given, pretrain_steps=0)
+    assert trainer.config.boundary_scale == expected and trainer.online.boundary_scale == expected

@@ -64,7 +64,7 @@ class Recipe:
     ect_b: float = 1.0
     denoise_p_mean: float = -1.2  # the EDM training density of σ
     denoise_p_std: float = 1.2
-    boundary_scale: float = 1.0  # c_skip, c_out at σ_min + s(σ − σ_min); 1: the paper's (parameterization.py)
+    boundary_scale: float | None = None  # c_skip, c_out at σ_min + s(σ − σ_min) (parameterization.py); None: unset
 
     def num_scales(self, k: int, total_steps: int) -> int:
         """N(k): the number of grid points at global step k of K (grid curricula)."""
