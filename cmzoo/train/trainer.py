@@ -18,9 +18,8 @@ import cmzoo.checkpoint as checkpoint
 from cmzoo.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
 from cmzoo.data import ImageDataset, batch_indices, from_uint8, load_dataset
 from cmzoo.device import device_rng_state, matmul_mode, resolve_precision, set_device_rng_state, to_device
-from cmzoo.engine.distances import l2, make_distance
+from cmzoo.engine.distances import make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
-from cmzoo.engine.loss import consistency_loss, denoising_loss
 from cmzoo.engine.parameterization import ConsistencyFunction
 from cmzoo.engine.recipes import SigmaPairs, get_recipe
 from cmzoo.engine.sampling import Size
@@ -133,12 +132,9 @@ class Trainer:
         micro_batches = self.dist.shard(cfg.batch_size, cfg.grad_accum)
         total = torch.zeros((), device=self.device)  # the loss stays on the device: no sync per micro-batch
         for m, part in enumerate(micro_batches):
-            x, sig, sig_next, z, w, y = self.micro_batch(indices[part], pairs, noise, part)
+            x, part_pairs, z, y = self.micro_batch(indices[part], pairs, noise, part)
             with distributed.no_sync(self.model, m < len(micro_batches) - 1), self.autocast():
-                if pairs.denoise:
-                    loss = denoising_loss(self.model, x, sig_next, z, w, l2, y)
-                else:
-                    loss = consistency_loss(self.model, self.target_forward, x, sig, sig_next, z, w, self.distance, y)
+                loss = recipe.loss(self.model, self.target_forward, x, part_pairs, z, self.distance, y)
             self.scaler.scale(loss / len(micro_batches)).backward()
             total += loss.detach().float()
         # The step's one host sync: skipping a non-finite step needs its loss on the host (RAdam has no
@@ -149,7 +145,7 @@ class Trainer:
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        mu = recipe.target_ema_at(pairs)
+        mu = pairs.target_ema
         # GradScaler skips the optimizer step on inf/NaN gradients and then lowers its scale: the EMAs
         # must skip too, or they would drift towards weights that did not move.
         if scale is None or self.scaler.get_scale() >= scale:
@@ -159,13 +155,14 @@ class Trainer:
         return {"loss": loss, **pairs.schedule, "target_ema": mu}
 
     def micro_batch(self, indices: torch.Tensor, pairs: SigmaPairs, noise: torch.Tensor,
-                    part: slice) -> tuple[torch.Tensor | None, ...]:
-        """(x, σ, σ_next, z, λ, labels) of one micro-batch of this rank on the device: only its own images
+                    part: slice) -> tuple[torch.Tensor, SigmaPairs, torch.Tensor, torch.Tensor | None]:
+        """(x, its σ pairs, z, labels) of one micro-batch of this rank on the device: only its own images
         are converted from uint8, after the copy (a quarter of the bytes of float32)."""
         device, labels = self.device, self.data.labels
         x = from_uint8(to_device(self.data.uint8(indices), device))
-        sig, sig_next, z, w = (to_device(t[part], device) for t in (pairs.sigma, pairs.sigma_next, noise, pairs.weight))
-        return x, sig, sig_next, z, w, to_device(labels[indices], device) if labels is not None else None
+        on_device = pairs.map(lambda t: to_device(t[part], device))
+        y = to_device(labels[indices], device) if labels is not None else None
+        return x, on_device, to_device(noise[part], device), y
 
     def autocast(self) -> torch.autocast:
         dtype = AUTOCAST[self.config.precision]
@@ -384,7 +381,8 @@ class Trainer:
                 if math.isfinite(metrics["loss"]):
                     window.append(metrics["loss"])
                 rate = (self.step - start_step) / (time.perf_counter() - start)
-                progress.update(task, completed=self.step, loss=metrics["loss"], schedule=schedule_text(metrics), rate=rate)
+                progress.update(task, completed=self.step, loss=metrics["loss"], schedule=self.recipe.schedule_text(metrics),
+                                rate=rate)
                 for work in periodic:
                     if work.due(self.step, end) and (main or not work.main_only):
                         work.action()
@@ -424,13 +422,6 @@ def sample_grids(trainer: Trainer) -> dict[Size, torch.Tensor]:
     cfg = trainer.config
     images, _ = generate(run, cfg.grid_size, steps=1, seed=cfg.seed + 1, sizes=grid_sizes(trainer))
     return {size: grid_image(batch) for size, batch in images.items()}
-
-
-def schedule_text(metrics: dict[str, float]) -> str:
-    """'N 7', 'stage 2' or 'denoiser': where the recipe's curriculum is, for the progress bar."""
-    if "num_scales" in metrics:
-        return f"N {metrics['num_scales']}"
-    return "denoiser" if metrics["stage"] < 0 else f"stage {metrics['stage']}"
 
 
 def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Path:
