@@ -2,7 +2,7 @@
 
 from cmzoo.backbone import BackboneConfig, BackboneSpec, Capabilities, ImageFunction, TransformerConfig
 from cmzoo.errors import BackboneError, CmzooError, ConfigError
-from cmzoo.plugins import (
+from cmzoo.registry import (
     create_backbone,
     get_backbone,
     hookimpl,

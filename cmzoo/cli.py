@@ -18,7 +18,7 @@ import torch
 from cmzoo.engine.distances import DISTANCES
 from cmzoo.engine.recipes import RECIPES
 from cmzoo.errors import CmzooError, ConfigError, TrainingInterrupted
-from cmzoo.plugins import require
+from cmzoo.registry import require
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -376,7 +376,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from cmzoo.plugins import list_backbones, plugin_problems
+    from cmzoo.registry import list_backbones, plugin_problems
 
     table = Table(title="installed backbones")
     for column in ("name", "plugin", "capabilities", "presets", "description"):

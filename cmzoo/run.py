@@ -21,7 +21,7 @@ from cmzoo.engine.sampling import Size, check_sigmas, multistep_sample, sample_a
 from cmzoo.engine.schedules import karras_sigmas
 from cmzoo.errors import CheckpointError, ConfigError
 from cmzoo.files import read_json
-from cmzoo.plugins import build_backbone, get_backbone, require
+from cmzoo.registry import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
 
 Weights = Literal["ema", "online", "target"]

@@ -18,7 +18,7 @@ from cmzoo.engine.distances import l2
 from cmzoo.engine.ema import frozen_copy
 from cmzoo.engine.loss import consistency_loss
 from cmzoo.engine.parameterization import ConsistencyFunction, c_noise
-from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.registry import build_backbone, get_backbone
 
 
 def check_backbone(name: str | BackboneSpec, preset: str = "tiny", resolution: int = 32, batch: int = 2) -> None:

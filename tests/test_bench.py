@@ -18,7 +18,7 @@ from cmzoo.bench.measure import PeakMemory, Timing, time_call
 from cmzoo.bench.report import Record, summary_table
 from cmzoo.cli import main
 from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
-from cmzoo.plugins import create_backbone, get_backbone
+from cmzoo.registry import create_backbone, get_backbone
 
 TINY = dict(backbones=["dit", "func"], resolutions=[16, 32], batch_size=2, warmup=0, repeats=2, multires_base=16)
 

@@ -6,7 +6,7 @@ import torch
 import cmzoo
 from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
 from cmzoo.errors import BackboneError, ConfigError
-from cmzoo.plugins import Registry
+from cmzoo.registry import Registry
 from cmzoo.testing import check_backbone
 
 BUILTIN = {"dit", "func", "unet", "uvit"}
@@ -103,7 +103,7 @@ def test_in_process_plugin_through_the_public_api():
 
 
 def test_capability_error_names_backbones_that_have_it():
-    from cmzoo.plugins import require
+    from cmzoo.registry import require
 
     with pytest.raises(BackboneError, match="lacks; use a backbone with it: func"):
         require("function_output", cmzoo.get_backbone("dit"), "sampling at 64x64")

@@ -20,7 +20,7 @@ from cmzoo.bench.report import Record
 from cmzoo.config import make_config
 from cmzoo.data import ImageDataset
 from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
-from cmzoo.plugins import build_backbone
+from cmzoo.registry import build_backbone
 from cmzoo.train.trainer import Trainer
 
 

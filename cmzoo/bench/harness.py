@@ -34,7 +34,7 @@ from cmzoo.bench.report import BenchResult, Record, environment, print_summary, 
 from cmzoo.device import resolve_device
 from cmzoo.files import check_folder
 from cmzoo.metrics.inception import load_inception
-from cmzoo.plugins import get_backbone
+from cmzoo.registry import get_backbone
 from cmzoo.progress import progress_bar, stderr_console
 
 Row = tuple[str, Callable[[], Iterable[Record]]]  # (progress label, measurement yielding records)

@@ -24,7 +24,7 @@ from cmzoo.device import resolve_device, to_device
 from cmzoo.engine.parameterization import c_in
 from cmzoo.errors import CheckpointError, ConfigError, DataError
 from cmzoo.files import write_text
-from cmzoo.plugins import build_backbone, get_backbone, require
+from cmzoo.registry import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
 from cmzoo.run import RESUME_FIX, check_same_network
 from cmzoo.train.optim import lr_factor

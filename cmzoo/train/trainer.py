@@ -28,7 +28,7 @@ from cmzoo.files import write_text
 from cmzoo.grids import grid_image
 from cmzoo.metrics.denoising import denoising_distances
 from cmzoo.metrics.plots import plot_denoising_distances
-from cmzoo.plugins import build_backbone, get_backbone, require
+from cmzoo.registry import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
 from cmzoo.run import RESUME_FIX, Run, check_same_network, generate, read_run_config
 from cmzoo.train import distributed

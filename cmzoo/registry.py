@@ -1,4 +1,4 @@
-"""Backbone plugins: the pluggy hookspec, entry-point discovery, the registry and the lookup API.
+"""The backbone registry: the pluggy hookspec, entry-point discovery of plugins, and the lookup API.
 
 Built-in and third-party backbones arrive the same way: a package declares an entry point in the
 ``cmzoo`` group whose object implements :func:`cmzoo_register_backbones`. A plugin that fails to
