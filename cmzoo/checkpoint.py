@@ -206,11 +206,3 @@ def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], s
             f"and {len(reshaped)} differently shaped tensors (first: {first!r}); give the backbone, preset and "
             "--set fields those weights were trained with")
     module.load_state_dict(state)
-
-
-def load_run_weights(module: torch.nn.Module, run_dir: Path, weights: str = "online") -> None:
-    """Initialise `module` from the newest checkpoint of another run (e.g. reconstruction pre-training)."""
-    state = load_checkpoint(latest_checkpoint(Path(run_dir) / "checkpoints"))
-    saved = stored_config(state)
-    source = f"{run_dir} (a {saved['backbone']} run)" if saved and "backbone" in saved else run_dir
-    load_module_state(module, state[weights], source)

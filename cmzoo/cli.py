@@ -87,8 +87,8 @@ PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "render_resolutio
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cmzoo.run import read_run_config
     from cmzoo.config import make_config
+    from cmzoo.rundir import RunDir
     from cmzoo.train.trainer import train
 
     given = dict(
@@ -104,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         backbone_overrides=parse_overrides(args.set) if args.set else None,
     )
     if args.resume:
-        base = read_run_config(Path(args.resume)).model_dump()
+        base = RunDir(args.resume).read_config().model_dump()
         config = make_config(**{**base, **{k: v for k, v in given.items() if v is not None}, "out": args.resume})
         run_dir = train(config, resume=True)
     else:
@@ -279,13 +279,13 @@ def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from cmzoo.config import make_config
-    from cmzoo.run import read_run_config
+    from cmzoo.rundir import RunDir
     from cmzoo.train.pretrain import pretrain
 
     given = {k: getattr(args, k) for k in PRETRAIN_FIELDS}
     given["backbone_overrides"] = parse_overrides(args.set) if args.set else None
     if args.resume:
-        base = read_run_config(Path(args.resume)).model_dump()
+        base = RunDir(args.resume).read_config().model_dump()
         config = make_config(**{**base, **{k: v for k, v in given.items() if v is not None}, "out": args.resume})
         run_dir = pretrain(config, resume=True)
     else:

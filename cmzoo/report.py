@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 from cmzoo.errors import ConfigError
-from cmzoo.files import check_destination, read_json, write_text
+from cmzoo.files import check_destination, write_text
 from cmzoo.metrics.evaluate import EvalResult
-from cmzoo.metrics.plots import plot_denoising_distances, pyplot, read_metrics, save_figure
-from cmzoo.train.tracking import STEP_KEYS, written_grids
+from cmzoo.metrics.plots import plot_denoising_distances, pyplot, save_figure
+from cmzoo.rundir import STEP_KEYS, RunDir
 
 GRID_STEPS_SHOWN = 8  # a run's grids over steps: the first, the last and evenly spaced ones between
 GRID_WIDTH = 280  # px on the page that a small sample grid is enlarged to
@@ -57,11 +57,11 @@ details { margin: 8px 0; } summary { cursor: pointer; color: #444; }
 def write_report(path: str | Path, out: str | Path | None = None) -> Path:
     """Write the report of a run directory to `out` (default PATH/report.html)."""
     path = Path(path)
-    if not ((path / "config.json").is_file() and (path / "metrics.jsonl").is_file()):
+    if not RunDir(path).is_run():
         raise ConfigError(f"{path} is neither a run directory (config.json and metrics.jsonl, from `cmzoo train`) "
                           "nor a bench results folder (results.json, from `cmzoo bench`)")
     target = check_destination(Path(out) if out is not None else path / "report.html", "report")
-    return write_page(run_report(path), target)
+    return write_page(run_report(RunDir(path)), target)
 
 
 def write_page(page: str, target: Path) -> Path:
@@ -69,31 +69,29 @@ def write_page(page: str, target: Path) -> Path:
     return write_text(target, page, "report")
 
 
-def run_report(run_dir: Path) -> str:
+def run_report(run_dir: RunDir) -> str:
     """The page of one training or pre-training run: overview, evaluations, curves, sample grids, config."""
-    config = read_json(run_dir / "config.json", "run config", ConfigError)
-    if not isinstance(config, dict):
-        raise ConfigError(f"{run_dir / 'config.json'} is not a run config (a JSON object); restore the file")
+    config = run_dir.read_config()
     unreadable: list[int] = []
-    rows = read_metrics(run_dir / "metrics.jsonl", unreadable)
+    rows = run_dir.read_metrics(unreadable)
     steps = [r["step"] for r in rows if "step" in r]
-    lead = (f"{config.get('backbone')}/{config.get('preset')} on {config.get('data') or 'shapes'} at "
-            f"{config.get('resolution')} px; {max(steps, default=0)} of {config.get('steps')} steps logged")
+    lead = (f"{config.backbone}/{config.preset} on {config.data or 'shapes'} at {config.resolution} px; "
+            f"{max(steps, default=0)} of {config.steps} steps logged")
     if unreadable:
         lead += (f"; metrics.jsonl line {', '.join(map(str, unreadable))} is not a JSON record (torn by a crash "
                  "while writing) and was skipped")
     curves = {"training curves": _draw(lambda out: plot_training_curves(rows, out)),
-              "denoising distance": _draw(lambda out: plot_denoising_distances(run_dir / "metrics.jsonl", out))}
-    parts = [f"<h1>cmzoo run — {esc(run_dir.name)}</h1>", f'<p class="lead">{esc(lead)}</p>']
+              "denoising distance": _draw(lambda out: plot_denoising_distances(run_dir.metrics_file, out))}
+    parts = [f"<h1>cmzoo run — {esc(run_dir.path.name)}</h1>", f'<p class="lead">{esc(lead)}</p>']
     evaluations = eval_rows(rows)
     if evaluations:
         parts += ["<h2>Evaluation</h2>", html_table(["step", "sampling", *EvalResult.HEADERS], evaluations)]
     if any(curves.values()):
         parts += ["<h2>Curves</h2>", '<div class="row">', *(embed_png(png, alt) for alt, png in curves.items() if png),
                   "</div>"]
-    parts += grid_section(run_dir, config.get("resolution", 0))
-    parts += ["<h2>Config</h2>", config_table(config)]
-    return html_page(f"cmzoo run — {run_dir.name}", parts)
+    parts += grid_section(run_dir, config.resolution)
+    parts += ["<h2>Config</h2>", config_table(config.model_dump(mode="json"))]
+    return html_page(f"cmzoo run — {run_dir.path.name}", parts)
 
 
 def training_curves(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[float, float]]:
@@ -136,9 +134,9 @@ def eval_rows(rows: Iterable[dict[str, Any]]) -> list[list[str]]:
             for row in rows if "eval" in row for label, scores in row["eval"].items()]
 
 
-def grid_section(run_dir: Path, resolution: int) -> list[str]:
+def grid_section(run_dir: RunDir, resolution: int) -> list[str]:
     """The sample grids over steps (rows) and render sizes (columns); at most GRID_STEPS_SHOWN steps."""
-    grids = written_grids(run_dir, resolution)
+    grids = run_dir.grids(resolution)
     if not grids:
         return []
     steps = list(grids)
@@ -157,7 +155,7 @@ def config_table(config: dict[str, Any]) -> str:
 
 def grid_figure(run_dir: Path, step: int | None, resolution: int, caption: str) -> str | None:
     """A run's training-size grid at `step` (None: its last) with a caption, or None when it has none."""
-    grids = written_grids(run_dir, resolution)
+    grids = RunDir(run_dir).grids(resolution)
     at = grids.get(step if step is not None else max(grids, default=-1), {})
     path = at.get((resolution, resolution))
     if path is None:

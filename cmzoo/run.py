@@ -3,34 +3,29 @@ functions. The CLI's `sample` and `render` are thin shells over these functions.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
-from pydantic import ValidationError
 
-from cmzoo.backbone import BackboneSpec, ImageFunction, validation_message
+from cmzoo.backbone import BackboneSpec, ImageFunction
 import cmzoo.checkpoint as checkpoint
-from cmzoo.config import DEFAULT_BACKBONE, TrainConfig
+from cmzoo.config import TrainConfig
 from cmzoo.data import to_uint8
 from cmzoo.device import resolve_device
 from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
 from cmzoo.engine.sampling import Size, check_sigmas, multistep_sample, sample_at_sizes
 from cmzoo.engine.schedules import karras_sigmas
 from cmzoo.errors import CheckpointError, ConfigError
-from cmzoo.files import read_json
-from cmzoo.registry import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
+from cmzoo.registry import build_backbone, get_backbone, require
+from cmzoo.rundir import RunDir, check_same_network
 
 Weights = Literal["ema", "online", "target"]
 # px per side of any rendered or sampled image: one 4096×4096 RGB image is 200 MB in fp32, and a
 # size typed with a digit too many must fail at once instead of trying to allocate hundreds of GB.
 MAX_SIDE = 4096
-# The fields that decide a network's parameters: weights only load into a network built from the same.
-NETWORK_FIELDS = ("backbone", "preset", "backbone_overrides", "resolution", "class_conditional")
-RESUME_FIX = "resume with the run's own backbone, preset and --set fields, or give a new --out"
 
 
 @dataclass
@@ -49,62 +44,16 @@ class Run:
         return self.config.resolution
 
 
-def read_run_config(run_dir: str | Path) -> TrainConfig:
-    """The config.json of a run directory; a missing, damaged or incomplete one is one CheckpointError line."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise CheckpointError(f"{run_dir} is not a cmzoo run directory (no config.json); give the --out of `cmzoo train`")
-    fields = read_json(path, "run config", CheckpointError)
-    if not isinstance(fields, dict):
-        raise CheckpointError(f"{path} is not a run config (a JSON object of TrainConfig fields); restore the file")
-    if "backbone" not in fields:  # the default would silently build another network
-        held = saved_backbone(Path(run_dir))
-        holds = f"; its checkpoints hold {held} weights" if held else ""
-        raise CheckpointError(f"{path} names no backbone (its field 'backbone' is missing){holds}: add it back, "
-                              f'e.g. "backbone": "{held or DEFAULT_BACKBONE}"')
-    try:
-        return TrainConfig.model_validate(fields)
-    except ValidationError as err:
-        raise CheckpointError(f"{path} is not a valid run config: {validation_message(err)}") from None
-
-
-def saved_backbone(run_dir: Path) -> str | None:
-    """The backbone named beside the weights of a run's newest checkpoint (None when that cannot be told)."""
-    try:
-        saved = checkpoint.header_config(checkpoint.latest_checkpoint(run_dir / "checkpoints"))
-    except (CheckpointError, OSError, ValueError):
-        return None
-    return saved.get("backbone") if saved else None
-
-
-def check_same_network(saved: dict[str, Any] | None, config: TrainConfig, holder: str, asker: str, fix: str) -> None:
-    """Refuse weights saved for another network than `config` builds, in one line: "`holder` holds func
-    weights, but `asker` says dit; `fix`". `saved` is the config stored beside the weights (None for
-    checkpoints written without one, which are not checked)."""
-    if saved is None:
-        return
-    ours = config.model_dump(mode="json")
-    differ = [f for f in NETWORK_FIELDS if saved.get(f, ours[f]) != ours[f]]
-    if not differ:
-        return
-    if differ[0] == "backbone":
-        held, asked = saved["backbone"], ours["backbone"]
-    else:
-        held, asked = (c["backbone"] + " (" + ", ".join(f"{f} {json.dumps(c.get(f))}" for f in differ) + ")"
-                       for c in (saved, ours))
-    raise CheckpointError(f"{holder} holds {held} weights, but {asker} says {asked}; {fix}")
-
-
 def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.device = "auto",
              checkpoint_path: str | Path | None = None) -> Run:
     """Rebuild the backbone of `run_dir` and load the `weights` of its newest (or given) checkpoint onto
     `device` (auto: CUDA when available)."""
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    path = Path(checkpoint_path) if checkpoint_path else checkpoint.latest_checkpoint(run_dir / "checkpoints")
+    run_dir = RunDir(run_dir)
+    config = run_dir.read_config()
+    path = Path(checkpoint_path) if checkpoint_path else run_dir.latest_checkpoint()
     state = checkpoint.load_checkpoint(path)
     check_same_network(checkpoint.stored_config(state), config, f"run {run_dir} ({path.name})",
-                       f"its {run_dir / 'config.json'}", "restore the config's fields to those of its weights")
+                       f"its {run_dir.config_file}", "restore the config's fields to those of its weights")
     if weights not in state:
         kept = [w for w in ("ema", "online", "target") if w in state]
         raise CheckpointError(f"{path} holds no {weights!r} weights (a reconstruction pre-training run keeps only "

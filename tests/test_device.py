@@ -12,7 +12,8 @@ import torch
 from rich.console import Console
 
 from cmzoo.checkpoint import latest_checkpoint, load_checkpoint
-from cmzoo.run import generate, load_run, read_run_config
+from cmzoo.run import generate, load_run
+from cmzoo.rundir import RunDir
 from cmzoo.train.trainer import train
 
 
@@ -46,7 +47,7 @@ def test_seeded_sampling_repeats_and_renders_one_function_at_every_size(tmp_path
 def test_a_resumed_run_continues_the_uninterrupted_trajectory(tmp_path, npz, device, backbone):
     whole = tiny_run(tmp_path / "whole", npz, device, backbone)
     half = tiny_run(tmp_path / "half", npz, device, backbone, stop_at=2)  # an invocation that ends at step 2
-    resumed = train(read_run_config(half).model_copy(update={"stop_at": None}), resume=True, console=Console(quiet=True))
+    resumed = train(RunDir(half).read_config().model_copy(update={"stop_at": None}), resume=True, console=Console(quiet=True))
     a, b = (load_checkpoint(latest_checkpoint(r / "checkpoints")) for r in (whole, resumed))
     assert a["step"] == b["step"] == 4
     exact = device == "cpu"  # CUDA's backward may sum in a different order between runs

@@ -14,7 +14,7 @@ from cmzoo.bench.quality import clear_run_dir, quality_train_config, score_notes
 from cmzoo.bench.report import Record
 from cmzoo.metrics.evaluate import evaluate_run
 from cmzoo.metrics.plots import pyplot, save_figure
-from cmzoo.train.tracking import written_grids
+from cmzoo.rundir import RunDir
 from cmzoo.train.trainer import train
 
 
@@ -49,7 +49,7 @@ def convergence_records(bench: Bench, spec: BackboneSpec) -> Iterator[Record]:
 
 def _grid(run_dir: Path, step: int, resolution: int) -> Path:
     """The training-size sample grid the trainer wrote at `step`."""
-    return written_grids(run_dir, resolution).get(step, {}).get((resolution, resolution), run_dir / "samples")
+    return RunDir(run_dir).grids(resolution).get(step, {}).get((resolution, resolution), run_dir / "samples")
 
 
 def plot_convergence(records: list[Record], path: Path) -> Path | None:

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmzoo.checkpoint import latest_checkpoint, read_safetensors_metadata
 from cmzoo.data import load_dataset, native_resolution
 from cmzoo.device import resolve_device
 from cmzoo.errors import DataError
@@ -32,8 +31,8 @@ from cmzoo.metrics.statistics import (
     images_statistics,
     reference_statistics,
 )
-from cmzoo.run import check_count, generate, load_run, read_run_config, sigma_schedule
-from cmzoo.train.tracking import open_run_log
+from cmzoo.run import check_count, generate, load_run, sigma_schedule
+from cmzoo.rundir import RunDir
 
 IS_UNAVAILABLE = "n/a (weights not available)"
 PR_NEIGHBOURHOOD = 3  # Kynkäänniemi et al. 2019, as the ADM evaluator
@@ -202,11 +201,11 @@ def record_evaluation(run_dir: str | Path, result: EvalResult, steps: int | list
     """Add an evaluation of a run to its own log (metrics.jsonl, and TensorBoard when the run uses it) at
     the step of its newest checkpoint, as `eval/<steps>-step_<size>px` (None: the run's resolution), so
     that `cmzoo report` shows it."""
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
+    run_dir = RunDir(run_dir)
+    config = run_dir.read_config()
     size = size or config.resolution
-    step = int(read_safetensors_metadata(latest_checkpoint(run_dir / "checkpoints"))["step"])
-    with open_run_log(run_dir, config.log) as log:
+    step = run_dir.latest_step()
+    with run_dir.open_log(config.log) as log:
         log.scalars({"step": step, "eval": {f"{len(sigma_schedule(steps))}-step_{size}px": asdict(result)}})
 
 

@@ -24,18 +24,17 @@ from cmzoo.engine.parameterization import ConsistencyFunction
 from cmzoo.engine.recipes import SigmaPairs, get_recipe
 from cmzoo.engine.sampling import Size
 from cmzoo.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
-from cmzoo.files import write_text
 from cmzoo.grids import grid_image
 from cmzoo.metrics.denoising import denoising_distances
 from cmzoo.metrics.plots import plot_denoising_distances
 from cmzoo.registry import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
-from cmzoo.run import RESUME_FIX, Run, check_same_network, generate, read_run_config
+from cmzoo.run import Run, generate
+from cmzoo.rundir import RESUME_FIX, RunDir, RunLog, check_same_network, checkpoint_state, summary_writer
 from cmzoo.train import distributed
 from cmzoo.train.optim import OPTIMIZERS, lr_factor
 from cmzoo.train.pretrain import ReconstructionTraining, psnr_of_mse, run_reconstruction
 from cmzoo.train.signals import StopSignals
-from cmzoo.train.tracking import RunLog, open_run_log, refuse_existing_run, summary_writer
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -74,11 +73,12 @@ class Trainer:
             if self.data.num_classes is None:
                 raise DataError(f"class_conditional is set but data set {self.data.name} has no labels")
             self.num_classes = self.data.num_classes
+        self.channels = self.data.images.shape[1]
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
-        net = build_backbone(self.spec, backbone_config, cfg.resolution, self.data.images.shape[1], self.num_classes)
+        net = build_backbone(self.spec, backbone_config, cfg.resolution, self.channels, self.num_classes)
         self.online = ConsistencyFunction(net, boundary_scale=cfg.boundary_scale).to(self.device)
         if cfg.init_from:
-            checkpoint.load_run_weights(self.online.net, Path(cfg.init_from))
+            RunDir(cfg.init_from).load_weights(self.online.net)
         if cfg.pretrain_steps is None:  # the CPU default pre-trains a function backbone from scratch
             auto = cfg.preset == "tiny" and self.spec.capabilities.pretrain and not cfg.init_from
             steps = min(DEFAULT_PRETRAIN_STEPS, 2 * cfg.steps) if auto else 0  # a smoke run stays short
@@ -99,7 +99,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)  # σ indices and noise, drawn on the CPU
         self.step = 0
         self.bad_steps = 0
-        self.run_dir = Path(cfg.out)
+        self.run_dir = RunDir(cfg.out)
         if cfg.log == "tensorboard":
             summary_writer()  # on every rank: a missing tensorboard fails before anything is trained
         self.run_log = RunLog()  # records nothing until `run` opens the run's logs (on rank 0)
@@ -175,7 +175,7 @@ class Trainer:
         if self.bad_steps > self.config.max_bad_steps:
             raise TrainingError(
                 f"non-finite loss ({loss}) at step {self.step} (max_bad_steps {self.config.max_bad_steps}); "
-                f"the last good checkpoint in {self.run_dir / 'checkpoints'} is kept — lower the learning rate "
+                f"the last good checkpoint in {self.run_dir.checkpoints} is kept — lower the learning rate "
                 "and resume"
             )
         self.console.print(f"[yellow]note:[/] non-finite loss ({loss}) at step {self.step}: update skipped "
@@ -195,19 +195,11 @@ class Trainer:
         rng = {"generator": self.generator.get_state(), **ranks[0]}
         if len(ranks) > 1:
             rng["ranks"] = ranks
-        return {
-            "step": self.step,
-            "bad_steps": self.bad_steps,
-            "num_classes": self.num_classes,
-            "channels": self.data.images.shape[1],
-            "online": self.online.net.state_dict(),
-            "target": self.target.net.state_dict(),
-            "ema": self.ema.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng,
-            "config": self.config.model_dump_json(),
-        }
+        return checkpoint_state(
+            self.config, self.step, self.channels, self.num_classes, bad_steps=self.bad_steps,
+            online=self.online.net.state_dict(), target=self.target.net.state_dict(), ema=self.ema.net.state_dict(),
+            optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), rng=rng,
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.online.net.load_state_dict(state["online"])
@@ -232,18 +224,22 @@ class Trainer:
 
     def save(self) -> Path:
         """Write a checkpoint of this step (rank 0 writes; every rank takes part and waits for it)."""
-        state, directory = self.state_dict(), self.run_dir / "checkpoints"
+        return self.save_state(self.run_dir, self.state_dict())
+
+    def save_state(self, run_dir: RunDir, state: dict[str, Any]) -> Path:
+        """Write `state` as a checkpoint in `run_dir` on rank 0, while every rank waits for it."""
         if self.dist.main:
-            checkpoint.save_checkpoint(directory, self.step, state, self.config.keep_checkpoints)
+            run_dir.save_checkpoint(state, self.config.keep_checkpoints)
         self.dist.barrier()
-        return directory / f"step_{self.step:08d}.safetensors"
+        return run_dir.checkpoint_path(state["step"])
 
     def resume(self) -> None:
         """Continue from the newest valid checkpoint (damaged newer ones are reported and passed over), or,
         in a run stopped during reconstruction pre-training, from its newest pre-training checkpoint."""
-        directory = self.run_dir / "checkpoints"
-        in_pretraining = not checkpoint.list_checkpoints(directory) and checkpoint.list_checkpoints(self.pretrain_dir)
-        path, state = checkpoint.newest_valid_checkpoint(self.pretrain_dir if in_pretraining else directory, self.note)
+        pretraining = self.run_dir.pretrain
+        in_pretraining = (not checkpoint.list_checkpoints(self.run_dir.checkpoints)
+                          and checkpoint.list_checkpoints(pretraining.checkpoints))
+        path, state = (pretraining if in_pretraining else self.run_dir).newest_valid_checkpoint(self.note)
         saved = checkpoint.stored_config(state)
         check_same_network(saved, self.config, f"run {self.run_dir}", "the resumed config", RESUME_FIX)
         if in_pretraining:
@@ -256,11 +252,6 @@ class Trainer:
         else:
             self.load_state_dict(state)
 
-    @property
-    def pretrain_dir(self) -> Path:
-        """Where the reconstruction pre-training phase of this run keeps its checkpoints."""
-        return self.run_dir / "pretrain" / "checkpoints"
-
     def note(self, text: str) -> None:
         self.console.print(f"[yellow]note:[/] {text}")
 
@@ -269,13 +260,13 @@ class Trainer:
     def run(self) -> Path:
         cfg = self.config
         if self.dist.main:
-            write_text(self.run_dir / "config.json", cfg.model_dump_json(indent=2), "run config")
+            self.run_dir.write_config(cfg)
         for notice in self.notices:
             self.note(notice)
         self.console.print(self.start_line())
         if self.dist.main:
             # A resumed run continues after its checkpoint's step: TensorBoard drops later, stale events.
-            self.run_log = open_run_log(self.run_dir, cfg.log, purge_step=self.step + 1 if self.step else None)
+            self.run_log = self.run_dir.open_log(cfg.log, purge_step=self.step + 1 if self.step else None)
             for note in self.run_log.notes:
                 self.note(note)
         try:
@@ -286,7 +277,7 @@ class Trainer:
         finally:
             self.run_log.close()
             self.run_log = RunLog()
-        return self.run_dir
+        return self.run_dir.path
 
     def start_line(self) -> str:
         """What this run trains and how, for the start of its output."""
@@ -311,7 +302,7 @@ class Trainer:
 
     def pretrain(self) -> None:
         """Reconstruction pre-training of the online network (paper §3.4), then θ⁻ and the EMA copy it.
-        It checkpoints (in `pretrain_dir`) every checkpoint_every steps, at its end and on SIGINT/SIGTERM,
+        It checkpoints (in `run_dir.pretrain`) every checkpoint_every steps, at its end and on SIGINT/SIGTERM,
         and a resumed run continues it from there."""
         cfg = self.config
         training = ReconstructionTraining(self.online.net, self.data, cfg.pretrain_steps, cfg.lr, cfg.batch_size,
@@ -321,12 +312,9 @@ class Trainer:
             training.load_state_dict(self.pretrain_state["pretrain"])
 
         def save() -> Path:
-            state = {"step": training.step, "online": self.online.net.state_dict(), "pretrain": training.state_dict(),
-                     "config": cfg.model_dump_json()}
-            if self.dist.main:
-                checkpoint.save_checkpoint(self.pretrain_dir, training.step, state, cfg.keep_checkpoints)
-            self.dist.barrier()
-            return self.pretrain_dir / f"step_{training.step:08d}.safetensors"
+            state = checkpoint_state(cfg, training.step, self.channels, self.num_classes,
+                                     online=self.online.net.state_dict(), pretrain=training.state_dict())
+            return self.save_state(self.run_dir.pretrain, state)
 
         bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}", self.console)
         with bar as progress:
@@ -393,7 +381,7 @@ class Trainer:
         if main:
             self.log_grids()
         if main and cfg.denoise_every:
-            plot_denoising_distances(self.run_dir / "metrics.jsonl", self.run_dir / "denoising_distance.png")
+            plot_denoising_distances(self.run_dir.metrics_file, self.run_dir.path / "denoising_distance.png")
 
     def log_denoising_distances(self) -> None:
         self.log({"step": self.step, "denoising_distance": self.denoising_distances()})
@@ -418,7 +406,7 @@ def grid_sizes(trainer: Trainer) -> list[tuple[int, int]]:
 
 def sample_grids(trainer: Trainer) -> dict[Size, torch.Tensor]:
     """The trainer's one-step samples as uint8 grids, one per render size (see `grid_sizes`)."""
-    run = Run(trainer.ema, trainer.config, trainer.spec, trainer.step, trainer.num_classes, trainer.data.images.shape[1])
+    run = Run(trainer.ema, trainer.config, trainer.spec, trainer.step, trainer.num_classes, trainer.channels)
     cfg = trainer.config
     images, _ = generate(run, cfg.grid_size, steps=1, seed=cfg.seed + 1, sizes=grid_sizes(trainer))
     return {size: grid_image(batch) for size, batch in images.items()}
@@ -427,11 +415,12 @@ def sample_grids(trainer: Trainer) -> dict[Size, torch.Tensor]:
 def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Path:
     """Train a consistency model; returns the run directory. `overrides` are TrainConfig fields."""
     cfg = make_config(**{**(config.model_dump() if config is not None else {}), **overrides})
+    run_dir = RunDir(cfg.out)
     if resume:  # before the network is built: another backbone's fields would fail with a misleading message
-        saved = read_run_config(cfg.out).model_dump(mode="json")
+        saved = run_dir.read_config().model_dump(mode="json")
         check_same_network(saved, cfg, f"run {cfg.out}", "the resumed config", RESUME_FIX)
     else:
-        refuse_existing_run(cfg.out)
+        run_dir.refuse_existing()
     try:
         trainer = Trainer(cfg, console=console)
         if resume:
