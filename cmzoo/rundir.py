@@ -96,6 +96,10 @@ class RunDir:
         return self.path / "samples"
 
     @property
+    def denoising_plot(self) -> Path:
+        return self.path / "denoising_distance.png"
+
+    @property
     def pretrain(self) -> "RunDir":
         """The reconstruction pre-training phase inside a training run: its checkpoints and TensorBoard run."""
         return RunDir(self.path / "pretrain")

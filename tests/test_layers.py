@@ -15,8 +15,8 @@ LAYERS = [
     ["cmzoo.errors", "cmzoo.files", "cmzoo.safe_pickle", "cmzoo.progress"],  # progress: cmzoo.data shows a bar reading folders
     ["cmzoo.engine", "cmzoo.data", "cmzoo.layers", "cmzoo.backbone"],  # contract and maths
     ["cmzoo.registry"],  # the registry
-    ["cmzoo.config", "cmzoo.checkpoint", "cmzoo.rundir", "cmzoo.device", "cmzoo.grids",
-     "cmzoo.metrics.inception", "cmzoo.metrics.statistics", "cmzoo.metrics.denoising", "cmzoo.metrics.plots"],
+    ["cmzoo.config", "cmzoo.checkpoint", "cmzoo.rundir", "cmzoo.device", "cmzoo.grids", "cmzoo.figures", "cmzoo.pages",
+     "cmzoo.metrics.inception", "cmzoo.metrics.statistics", "cmzoo.metrics.denoising"],
     ["cmzoo.run", "cmzoo.testing"],  # trained runs as objects: loading, sampling
     ["cmzoo.editing", "cmzoo.train", "cmzoo.metrics.evaluate", "cmzoo.report"],
     ["cmzoo.bench"],

@@ -13,7 +13,7 @@ from cmzoo.bench.efficiency import Bench
 from cmzoo.bench.quality import clear_run_dir, quality_train_config, score_notes, steps_for_seconds
 from cmzoo.bench.report import Record
 from cmzoo.metrics.evaluate import evaluate_run
-from cmzoo.metrics.plots import pyplot, save_figure
+from cmzoo.figures import pyplot, save_figure
 from cmzoo.rundir import RunDir
 from cmzoo.train.trainer import train
 
@@ -71,6 +71,4 @@ def plot_convergence(records: list[Record], path: Path) -> Path | None:
     ax.set(xlabel="training wall-clock minutes", ylabel=f"FID ({n['n_samples']} samples vs {n['n_reference']})",
            xscale="log", title=f"convergence on {n['data']}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    return path
+    return save_figure(fig, path)

@@ -17,7 +17,8 @@ from cmzoo.bench.measure import time_call
 from cmzoo.bench.report import Record
 from cmzoo.config import TrainConfig, make_config
 from cmzoo.metrics.evaluate import EvalResult, evaluate_run
-from cmzoo.metrics.plots import plot_training_stability
+from cmzoo.figures import pyplot, save_figure
+from cmzoo.rundir import RunDir
 from cmzoo.train.trainer import Trainer, train
 
 
@@ -71,5 +72,22 @@ def score_notes(result: EvalResult) -> dict[str, object]:
 
 
 def plot_stability(bench: Bench, metrics: dict[str, Path]) -> Path | None:
-    """Loss and denoising distance vs step of every quality run, on one figure."""
-    return plot_training_stability(metrics, Path(bench.config.out) / "stability.png", bench.config.stability_sigma)
+    """Loss and the denoising distance at `stability_sigma` vs step, one curve per quality run."""
+    sigma = f"{bench.config.stability_sigma:g}"
+    fig, (loss_ax, den_ax) = pyplot().subplots(1, 2, figsize=(10, 4))
+    drawn = False
+    for name, path in metrics.items():
+        rows = RunDir(path.parent).read_metrics()
+        losses = [r for r in rows if "loss" in r]
+        dens = [r for r in rows if sigma in r.get("denoising_distance", {})]
+        loss_ax.plot([r["step"] for r in losses], [r["loss"] for r in losses], label=name)
+        den_ax.plot([r["step"] for r in dens], [r["denoising_distance"][sigma] for r in dens], label=name)
+        drawn = drawn or bool(losses or dens)
+    if not drawn:
+        pyplot().close(fig)
+        return None
+    loss_ax.set(xlabel="step", ylabel="consistency loss (window mean)", yscale="log", title="training loss")
+    den_ax.set(xlabel="step", ylabel=f"MSE of f(x₀ + σz, σ) vs x₀ at σ = {sigma}", yscale="log",
+               title="denoising distance")
+    loss_ax.legend(fontsize=8)
+    return save_figure(fig, Path(bench.config.out) / "stability.png")

@@ -24,9 +24,9 @@ from cmzoo.engine.parameterization import ConsistencyFunction
 from cmzoo.engine.recipes import SigmaPairs, get_recipe
 from cmzoo.engine.sampling import Size
 from cmzoo.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
+from cmzoo.figures import plot_denoising_distances
 from cmzoo.grids import grid_image
 from cmzoo.metrics.denoising import denoising_distances
-from cmzoo.metrics.plots import plot_denoising_distances
 from cmzoo.registry import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
 from cmzoo.run import Run, generate
@@ -381,7 +381,7 @@ class Trainer:
         if main:
             self.log_grids()
         if main and cfg.denoise_every:
-            plot_denoising_distances(self.run_dir.metrics_file, self.run_dir.path / "denoising_distance.png")
+            plot_denoising_distances(self.run_dir.read_metrics(), self.run_dir.denoising_plot)
 
     def log_denoising_distances(self) -> None:
         self.log({"step": self.step, "denoising_distance": self.denoising_distances()})
