@@ -106,10 +106,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         base = RunDir(args.resume).read_config().model_dump()
         config = make_config(**{**base, **{k: v for k, v in given.items() if v is not None}, "out": args.resume})
-        run_dir = train(config, resume=True)
+        run = train(config, resume=True)
     else:
-        run_dir = train(make_config(args.config, **given))
-    print(f"run written to {run_dir}")
+        run = train(make_config(args.config, **given))
+    print(f"run written to {run.directory}")
     return 0
 
 
@@ -325,7 +325,9 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from cmzoo.files import check_destination, write_text
-    from cmzoo.metrics.evaluate import EvalResult, evaluate_image_source, evaluate_run, record_evaluation
+    from cmzoo.metrics.evaluate import EvalResult
+    from cmzoo.run import load_run
+    from cmzoo.scoring import evaluate_image_source, evaluate_run, record_evaluation
 
     if (args.run is None) == (args.images is None):
         raise ConfigError("cmzoo eval takes exactly one of --run RUN_DIR or --images FOLDER_OR_NPZ")
@@ -338,9 +340,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = check_destination(args.out, "evaluation results")
     check_destination(out.with_suffix(".md"), "evaluation table")
     steps = parse_steps(args.steps)
-    if args.run:
-        result = evaluate_run(args.run, args.data, args.n, size, args.batch_size, steps, args.seed, args.device,
-                              args.inception_weights, args.n_reference, record=False)
+    run = load_run(args.run, device=args.device) if args.run else None
+    if run:
+        result = evaluate_run(run, args.data, args.n, size, args.batch_size, steps, args.seed, args.inception_weights,
+                              args.n_reference, record=False)
     else:
         result = evaluate_image_source(args.images, args.data, size, args.batch_size, args.device,
                                        args.inception_weights, args.n_reference)
@@ -349,8 +352,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     kept = "; the numbers are printed above"
     write_text(out, result.to_json(), "evaluation results", kept)
     write_text(out.with_suffix(".md"), table + "\n", "evaluation table", kept)
-    if args.run:
-        record_evaluation(args.run, result, steps, size)
+    if run:
+        record_evaluation(run, result, steps, size)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 

@@ -30,7 +30,7 @@ MAX_SIDE = 4096
 
 @dataclass
 class Run:
-    """A trained consistency model loaded from a run directory."""
+    """A trained consistency model: loaded from a run directory, or as `train` returns it."""
 
     model: ConsistencyFunction
     config: TrainConfig
@@ -38,6 +38,7 @@ class Run:
     step: int
     num_classes: int | None
     channels: int = 3
+    directory: Path | None = None  # the run directory it was trained in or loaded from
 
     @property
     def resolution(self) -> int:
@@ -68,7 +69,7 @@ def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.
     # A run written before boundary_scale existed has none: it was trained with the paper's scalings.
     model = ConsistencyFunction(net, boundary_scale=config.boundary_scale or 1.0)
     model = model.to(resolve_device(device)).eval().requires_grad_(False)
-    return Run(model, config, spec, int(state["step"]), num_classes, channels)
+    return Run(model, config, spec, int(state["step"]), num_classes, channels, run_dir.path)
 
 
 def sigma_schedule(steps: int | Sequence[float]) -> list[float]:

@@ -12,7 +12,7 @@ from cmzoo.backbone import BackboneSpec
 from cmzoo.bench.efficiency import Bench
 from cmzoo.bench.quality import clear_run_dir, quality_train_config, score_notes, steps_for_seconds
 from cmzoo.bench.report import Record
-from cmzoo.metrics.evaluate import evaluate_run
+from cmzoo.scoring import evaluate_run
 from cmzoo.figures import pyplot, save_figure
 from cmzoo.rundir import RunDir
 from cmzoo.train.trainer import train
@@ -32,18 +32,16 @@ def convergence_records(bench: Bench, spec: BackboneSpec) -> Iterator[Record]:
     for i, m in enumerate(minutes):
         stop = max(1, min(total, round(m * steps_per_minute)))
         start = time.perf_counter()
-        run_dir = train(config.model_copy(update={"stop_at": stop}), resume=i > 0, console=bench.console)
+        run = train(config.model_copy(update={"stop_at": stop}), resume=i > 0, console=bench.console)
         seconds += time.perf_counter() - start
         scored = [(1, f"{m:g} min")] + ([(2, f"{m:g} min, 2-step")] if m == minutes[-1] else [])
         for steps, label in scored:
-            result = evaluate_run(run_dir, cfg.data or "shapes", n=cfg.n_eval, n_reference=cfg.n_reference,
-                                  steps=steps, device=bench.device)
+            result = evaluate_run(run, cfg.data or "shapes", n=cfg.n_eval, n_reference=cfg.n_reference, steps=steps)
             yield bench.record(
                 spec, "convergence", label, result.fid, "FID", batch_size=cfg.quality_batch_size,
                 notes={**score_notes(result), "minutes": m, "sampling_steps": steps, "step": stop, "steps": total,
                        "train_seconds": round(seconds, 1), "data": result.reference_name,
-                       "recipe": config.resolved()[0].recipe,
-                       "grid": str(_grid(Path(run_dir), stop, config.resolution))},
+                       "recipe": run.config.recipe, "grid": str(_grid(run.directory, stop, config.resolution))},
             )
 
 

@@ -16,7 +16,8 @@ from cmzoo.bench.efficiency import Bench
 from cmzoo.bench.measure import time_call
 from cmzoo.bench.report import Record
 from cmzoo.config import TrainConfig, make_config
-from cmzoo.metrics.evaluate import EvalResult, evaluate_run
+from cmzoo.metrics.evaluate import EvalResult
+from cmzoo.scoring import evaluate_run
 from cmzoo.figures import pyplot, save_figure
 from cmzoo.rundir import RunDir
 from cmzoo.train.trainer import Trainer, train
@@ -54,16 +55,15 @@ def quality_record(bench: Bench, spec: BackboneSpec) -> tuple[Record, Path]:
     config = quality_train_config(bench, spec, steps)
     clear_run_dir(config)
     start = time.perf_counter()
-    run_dir = train(config, console=bench.console)
+    run = train(config, console=bench.console)
     train_seconds = time.perf_counter() - start
-    result = evaluate_run(run_dir, cfg.data or "shapes", n=cfg.n_eval, n_reference=cfg.n_reference,
-                          device=bench.device)
+    result = evaluate_run(run, cfg.data or "shapes", n=cfg.n_eval, n_reference=cfg.n_reference)
     record = bench.record(
         spec, "quality", cfg.quality_size, result.fid, "FID", batch_size=cfg.quality_batch_size,
         notes={**score_notes(result), "steps": steps, "train_seconds": round(train_seconds, 1), "data": result.reference_name,
-               "recipe": config.resolved()[0].recipe, "run": str(run_dir)},
+               "recipe": run.config.recipe, "run": str(run.directory)},
     )
-    return record, Path(run_dir) / "metrics.jsonl"
+    return record, run.directory / "metrics.jsonl"
 
 
 def score_notes(result: EvalResult) -> dict[str, object]:

@@ -23,12 +23,12 @@ from cmzoo.engine.ema import ema_update, frozen_copy
 from cmzoo.engine.parameterization import ConsistencyFunction
 from cmzoo.engine.recipes import SigmaPairs, get_recipe
 from cmzoo.engine.sampling import Size
-from cmzoo.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
+from cmzoo.errors import CheckpointError, DataError, TrainingError
 from cmzoo.figures import plot_denoising_distances
 from cmzoo.grids import grid_image
 from cmzoo.metrics.denoising import denoising_distances
-from cmzoo.registry import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
+from cmzoo.registry import build_backbone, get_backbone, require
 from cmzoo.run import Run, generate
 from cmzoo.rundir import RESUME_FIX, RunDir, RunLog, check_same_network, checkpoint_state, summary_writer
 from cmzoo.train import distributed
@@ -54,7 +54,7 @@ class Periodic:
 
 
 class Trainer:
-    """Consistency training of one backbone; `run()` trains to `config.steps` and returns the run dir."""
+    """Consistency training of one backbone; `run()` trains to `config.steps` and returns the trained Run."""
 
     def __init__(self, config: TrainConfig, console: Console | None = None, data: ImageDataset | None = None) -> None:
         cfg, self.notices = config.resolved()
@@ -257,7 +257,8 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------------
 
-    def run(self) -> Path:
+    def run(self) -> Run:
+        """Train to `config.steps` (or `stop_at`); returns what was trained, the sample EMA, as a Run."""
         cfg = self.config
         if self.dist.main:
             self.run_dir.write_config(cfg)
@@ -277,7 +278,11 @@ class Trainer:
         finally:
             self.run_log.close()
             self.run_log = RunLog()
-        return self.run_dir.path
+        return self.trained_run()
+
+    def trained_run(self) -> Run:
+        """The sample EMA at this step, as a Run of this run directory."""
+        return Run(self.ema, self.config, self.spec, self.step, self.num_classes, self.channels, self.run_dir.path)
 
     def start_line(self) -> str:
         """What this run trains and how, for the start of its output."""
@@ -406,14 +411,14 @@ def grid_sizes(trainer: Trainer) -> list[tuple[int, int]]:
 
 def sample_grids(trainer: Trainer) -> dict[Size, torch.Tensor]:
     """The trainer's one-step samples as uint8 grids, one per render size (see `grid_sizes`)."""
-    run = Run(trainer.ema, trainer.config, trainer.spec, trainer.step, trainer.num_classes, trainer.channels)
     cfg = trainer.config
-    images, _ = generate(run, cfg.grid_size, steps=1, seed=cfg.seed + 1, sizes=grid_sizes(trainer))
+    images, _ = generate(trainer.trained_run(), cfg.grid_size, steps=1, seed=cfg.seed + 1, sizes=grid_sizes(trainer))
     return {size: grid_image(batch) for size, batch in images.items()}
 
 
-def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Path:
-    """Train a consistency model; returns the run directory. `overrides` are TrainConfig fields."""
+def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Run:
+    """Train a consistency model; returns it (the sample EMA) as a Run, whose `directory` holds the run.
+    `overrides` are TrainConfig fields."""
     cfg = make_config(**{**(config.model_dump() if config is not None else {}), **overrides})
     run_dir = RunDir(cfg.out)
     if resume:  # before the network is built: another backbone's fields would fail with a misleading message
@@ -430,4 +435,4 @@ def train(config: TrainConfig | None = None, resume: bool = False, console: Cons
         distributed.teardown()
 
 
-__all__ = ["Trainer", "TrainingInterrupted", "train"]
+__all__ = ["Trainer", "train"]
