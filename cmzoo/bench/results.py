@@ -1,5 +1,5 @@
-"""Benchmark records and their outputs: a rich/markdown summary (rows = backbones, columns = figures),
-the detailed rows as markdown, CSV and JSON, and PNG bar charts."""
+"""Benchmark records and the result tables written from them: a rich/markdown summary (rows = backbones,
+columns = figures), the detailed rows as markdown, CSV and JSON, and the efficiency bar charts."""
 
 from __future__ import annotations
 
