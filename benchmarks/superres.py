@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 import cmzoo
+from cmzoo.cli import parse_field
 from cmzoo.data import load_dataset, render_shapes, to_uint8
 from cmzoo.data.sources import resize_square
 from cmzoo.train.pretrain import pretrain_steps, psnr, reconstruct
@@ -315,25 +316,13 @@ def save_strip(path: Path, test: dict, images: dict, rows: int) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"override {text!r} is not key=value, e.g. inr_width=128")
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
-    return key, value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=("shapes", "celeba"))
     p.add_argument("--steps", type=int, help="reconstruction pre-training steps")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
+    p.add_argument("--set", dest="overrides", type=parse_field, action="append", default=[],
                    metavar="KEY=VALUE", help="func config override, repeatable (e.g. --set inr_width=128)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam lr (paper: 1e-4 for 30 epochs; 1e-3 for a short CPU run)")
     p.add_argument("--lr-decay", type=float, default=0.0, metavar="FRACTION",

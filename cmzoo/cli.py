@@ -11,14 +11,17 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import torch
+from pydantic import BaseModel
 
 from cmzoo.engine.distances import DISTANCES
 from cmzoo.engine.recipes import RECIPES
 from cmzoo.errors import CmzooError, ConfigError, TrainingInterrupted
 from cmzoo.registry import require
+
+DEVICE_HELP = "auto (CUDA when available; the default), cpu, cuda, cuda:N"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -37,14 +40,16 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return [parse_size(s) for s in text.split(",") if s.strip()]
 
 
-def parse_list(text: str | None, kind: type = str, flag: str = "value") -> list | None:
-    """'unet,dit' → ['unet', 'dit']; with kind=int, '32,64' → [32, 64]."""
-    if text is None:
-        return None
-    try:
-        return [kind(v.strip()) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r} is not a comma-separated list of {kind.__name__} values") from None
+def listed(kind: type = str, flag: str = "value") -> Callable[[str], list]:
+    """An option's type: 'unet,dit' → ['unet', 'dit']; with kind=int, '32,64' → [32, 64]."""
+
+    def parse(text: str) -> list:
+        try:
+            return [kind(v.strip()) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"{flag} {text!r} is not a comma-separated list of {kind.__name__} values") from None
+
+    return parse
 
 
 def parse_steps(values: Sequence[str]) -> int | list[float]:
@@ -58,18 +63,46 @@ def parse_steps(values: Sequence[str]) -> int | list[float]:
         raise ConfigError(f"--steps takes a step count or decreasing σ values, got {' '.join(values)}") from None
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """`--set dim=256 depth=6` → {'dim': 256, 'depth': 6} (values parsed as JSON when they can be)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set takes FIELD=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+def parse_field(pair: str) -> tuple[str, Any]:
+    """'dim=256' → ('dim', 256): the value parsed as JSON when it can be (a number, true, a list), else text."""
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set takes FIELD=VALUE, got {pair!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+class FieldValues(argparse.Action):
+    """`--set dim=256 depth=6` → {'dim': 256, 'depth': 6} (see `parse_field`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, dict(parse_field(pair) for pair in values))
+
+
+def given_fields(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+    """The options given on the command line that are fields of `model` (an option not given is None):
+    a command's flags are named as its config's fields, so no field is copied by hand."""
+    return {name: value for name, value in vars(args).items() if name in model.model_fields and value is not None}
+
+
+def add_run_options(p: argparse.ArgumentParser, out: str, run: str | None = "required", weights: bool = False,
+                    seed: bool = False, batch_size: bool = False) -> None:
+    """The options of the commands that use a trained run: --run (`run`: 'required', its help, or None for
+    none), --weights, --seed, --batch-size, --device and --out (`out`: its default file)."""
+    if run is not None:
+        required = run == "required"
+        p.add_argument("--run", required=required, metavar="RUN_DIR", help=None if required else run)
+    if weights:
+        p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
+    if seed:
+        p.add_argument("--seed", type=int, default=0)
+    if batch_size:
+        p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--out", default=out, metavar="FILE" + Path(out).suffix)
 
 
 def grid_paths(out: Path, sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Path]:
@@ -79,36 +112,25 @@ def grid_paths(out: Path, sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, i
     return {(h, w): out.with_name(f"{out.stem}_{h}x{w}{out.suffix}") for h, w in sizes}
 
 
-PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "render_resolution", "holdout", "sample_every", "steps",
-                   "batch_size", "lr", "lr_decay", "seed", "device", "out", "log", "checkpoint_every")
-
-
 # ---- subcommands ---------------------------------------------------------------------------------
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from cmzoo.config import make_config
+def train_config(args: argparse.Namespace) -> Any:
+    """The TrainConfig of `cmzoo train` or `pretrain`: the resumed run's own config (--resume) or the --config
+    file, with the options given on the command line over it."""
+    from cmzoo.config import TrainConfig, make_config
     from cmzoo.rundir import RunDir
+
+    given = given_fields(args, TrainConfig)
+    if args.resume:
+        return make_config(**{**RunDir(args.resume).read_config().model_dump(), **given, "out": args.resume})
+    return make_config(args.config, **given)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from cmzoo.train.trainer import train
 
-    given = dict(
-        backbone=args.backbone, preset=args.preset, recipe=args.recipe, data=args.data, resolution=args.resolution,
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, out=args.out, seed=args.seed, device=args.device,
-        distance=args.distance, lpips_weights=args.lpips_weights, init_from=args.init_from,
-        boundary_scale=args.boundary_scale, warmup=args.warmup,
-        pretrain_steps=args.pretrain_steps,
-        class_conditional=args.class_conditional or None, sample_every=args.sample_every,
-        checkpoint_every=args.checkpoint_every, denoise_every=args.denoise_every,
-        keep_checkpoints=args.keep_checkpoints, grad_accum=args.grad_accum,
-        precision=args.precision, compile=args.compile or None, max_bad_steps=args.max_bad_steps, log=args.log,
-        backbone_overrides=parse_overrides(args.set) if args.set else None,
-    )
-    if args.resume:
-        base = RunDir(args.resume).read_config().model_dump()
-        config = make_config(**{**base, **{k: v for k, v in given.items() if v is not None}, "out": args.resume})
-        run = train(config, resume=True)
-    else:
-        run = train(make_config(args.config, **given))
+    run = train(train_config(args), resume=bool(args.resume))
     print(f"run written to {run.directory}")
     return 0
 
@@ -117,7 +139,8 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="consistency-train a backbone")
     p.add_argument("--backbone", help="backbone name (`cmzoo backbones` lists them)")
     p.add_argument("--preset", help="backbone preset, e.g. tiny or paper")
-    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
+    p.add_argument("--set", dest="backbone_overrides", nargs="+", action=FieldValues, metavar="FIELD=VALUE",
+                   help="override backbone config fields")
     p.add_argument("--recipe", help=f"{', '.join(RECIPES)} (default: ect for the tiny preset, else ct)")
     p.add_argument("--data", help="image folder, .npz, CIFAR-10 folder, or 'shapes' (default)")
     p.add_argument("--resolution", type=int)
@@ -131,9 +154,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
     p.add_argument("--boundary-scale", type=float, metavar="S", help="evaluate c_skip and c_out at "
                    "σ_min + S(σ − σ_min) (default: the recipe's; 1 is the paper's parameterisation)")
-    p.add_argument("--class-conditional", action="store_true", help="condition on the data set's labels")
+    p.add_argument("--class-conditional", action="store_true", default=None, help="condition on the data set's labels")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--sample-every", type=int, help="sample grids every this many steps (default: 200 for the "
                    "tiny preset, 5000 for others; 0: at the end)")
     p.add_argument("--checkpoint-every", type=int, help="default: 200 for the tiny preset, 10000 for others "
@@ -144,7 +167,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grad-accum", type=int, metavar="M", help="split each step's batch into M micro-batches")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="autocast precision (default "
                    "auto: bf16 on a GPU that supports it, else fp32)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the online and target forwards")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the online and target forwards")
     p.add_argument("--max-bad-steps", type=int, help="skip up to this many non-finite-loss steps (default 0)")
     p.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")
     p.add_argument("--pretrain-steps", type=int, help="reconstruction pre-training steps run first "
@@ -185,16 +208,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def add_sample_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="generate images from a trained run")
-    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    add_run_options(p, "samples.png", weights=True, seed=True, batch_size=True)
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sizes", help="function backbones: sizes to render, e.g. 32,64,128,96x48")
     p.add_argument("--save-functions", metavar="F.safetensors", help="function backbones: save the image functions")
-    p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--out", default="samples.png", metavar="FILE.png")
     p.set_defaults(handler=cmd_sample)
 
 
@@ -216,8 +234,7 @@ def add_render_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="render saved image functions at any size")
     p.add_argument("functions", metavar="F.safetensors")
     p.add_argument("--size", required=True, help="H or HxW, e.g. 512x256")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--out", default="render.png", metavar="FILE.png")
+    add_run_options(p, "render.png", run=None)
     p.set_defaults(handler=cmd_render)
 
 
@@ -237,7 +254,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 def add_edit_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("edit", help="zero-shot inpainting or super-resolution with a trained run")
-    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    add_run_options(p, "edit.png", weights=True, seed=True)
     p.add_argument("--image", required=True, metavar="X.png", help="inpaint: the image (cropped to a square and "
                    "resized to the training size); superres: the low-resolution image, its side dividing the training size")
     p.add_argument("--task", required=True, choices=("inpaint", "superres"))
@@ -245,10 +262,6 @@ def add_edit_parser(sub: argparse._SubParsersAction) -> None:
                    "(grey levels thresholded at 0.5)")
     p.add_argument("--size", help="function backbones: output size H or HxW (default: the training size)")
     p.add_argument("--steps", nargs="+", help="a step count (default 8), or decreasing σ values")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--out", default="edit.png", metavar="FILE.png")
     p.set_defaults(handler=cmd_edit)
 
 
@@ -267,29 +280,17 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("interpolate", help="one-step samples from noise slerped between two seeds, as a strip")
-    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    add_run_options(p, "interpolation.png", weights=True)
     p.add_argument("--seeds", required=True, nargs=2, type=int, metavar=("A", "B"), help="the end frames' seeds")
     p.add_argument("--frames", type=int, default=8, help="frames, both ends included (default 8)")
     p.add_argument("--size", help="function backbones: frame size H or HxW (default: the training size)")
-    p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--out", default="interpolation.png", metavar="FILE.png")
     p.set_defaults(handler=cmd_interpolate)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from cmzoo.config import make_config
-    from cmzoo.rundir import RunDir
     from cmzoo.train.pretrain import pretrain
 
-    given = {k: getattr(args, k) for k in PRETRAIN_FIELDS}
-    given["backbone_overrides"] = parse_overrides(args.set) if args.set else None
-    if args.resume:
-        base = RunDir(args.resume).read_config().model_dump()
-        config = make_config(**{**base, **{k: v for k, v in given.items() if v is not None}, "out": args.resume})
-        run_dir = pretrain(config, resume=True)
-    else:
-        run_dir = pretrain(make_config(args.config, **given))
+    run_dir = pretrain(train_config(args), resume=bool(args.resume))
     print(f"pre-training run written to {run_dir}; continue with `cmzoo train --init-from {run_dir}`")
     return 0
 
@@ -298,7 +299,8 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="reconstruction pre-training of a function backbone (paper §3.4)")
     p.add_argument("--backbone", default=None)
     p.add_argument("--preset")
-    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
+    p.add_argument("--set", dest="backbone_overrides", nargs="+", action=FieldValues, metavar="FIELD=VALUE",
+                   help="override backbone config fields")
     p.add_argument("--data")
     p.add_argument("--resolution", type=int, help="input size (default 32)")
     p.add_argument("--render-resolution", type=int, metavar="R",
@@ -312,7 +314,7 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-decay", type=float, metavar="FRACTION",
                    help="let the learning rate fall linearly to 0 over this last fraction of the steps (default 0)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--log", choices=("jsonl", "tensorboard"),
                    help="metrics.jsonl is always written; tensorboard: event files in the run directory as well")
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every this many steps (default 200; 0: only at "
@@ -360,18 +362,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="FID, sFID, precision/recall, KID (and IS) of a run or of images")
-    p.add_argument("--run", metavar="RUN_DIR", help="generate samples from this run")
+    add_run_options(p, "eval.json", run="generate samples from this run", seed=True, batch_size=True)
     p.add_argument("--images", metavar="FOLDER_OR_NPZ", help="score these images instead")
     p.add_argument("--data", required=True, help="reference data (folder, .npz, CIFAR-10 folder)")
     p.add_argument("--n", type=int, default=50_000, help="samples to generate (paper: 50,000)")
     p.add_argument("--n-reference", type=int, help="use only the first N reference images (default: all)")
     p.add_argument("--size", help="evaluation size N or NxN (default: the run's resolution)")
     p.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--inception-weights", help="torch-fidelity Inception weights file, for IS")
-    p.add_argument("--out", default="eval.json", metavar="FILE.json")
     p.set_defaults(handler=cmd_eval)
 
 
@@ -403,36 +401,24 @@ def add_backbones_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from cmzoo.bench import make_bench_config, run_bench
+    from cmzoo.bench import BenchConfig, make_bench_config, run_bench
 
-    config = make_bench_config(
-        args.config, backbones=parse_list(args.backbones), preset=args.preset, device=args.device,
-        resolutions=parse_list(args.resolutions, int, "--resolutions"), batch_size=args.batch_size,
-        only=parse_list(args.only),
-        precision=args.precision, compile=args.compile or None, warmup=args.warmup, repeats=args.repeats,
-        multires_base=args.multires_base, out=args.out, seed=args.seed, data=args.data,
-        quality_resolution=args.quality_resolution, steps=args.steps, seconds=args.seconds,
-        quality_batch_size=args.quality_batch_size, recipe=args.recipe, n_eval=args.n_eval,
-        n_reference=args.n_reference, minutes=parse_list(args.minutes, float, "--minutes"),
-        train_overrides=parse_overrides(args.train_set) if args.train_set else None,
-        steps_per_minute=parse_overrides(args.steps_per_minute) if args.steps_per_minute else None,
-    )
-    result = run_bench(config)
+    result = run_bench(make_bench_config(args.config, **given_fields(args, BenchConfig)))
     print(f"wrote {', '.join(str(p) for p in result.files)}")
     return 0
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="compare backbones: parameters, FLOPs, train/inference speed, memory, quality")
-    p.add_argument("--backbones", help="comma-separated (default: unet,uvit,dit,func)")
+    p.add_argument("--backbones", type=listed(), help="comma-separated (default: unet,uvit,dit,func)")
     p.add_argument("--preset", help="backbone preset for every backbone (default tiny; the paper's: paper)")
-    p.add_argument("--resolutions", help="comma-separated px (default 32,64,128)")
-    p.add_argument("--only", help="figures, comma-separated: params,train,infer,multires,quality,convergence "
+    p.add_argument("--resolutions", type=listed(int, "--resolutions"), help="comma-separated px (default 32,64,128)")
+    p.add_argument("--only", type=listed(), help="figures, comma-separated: params,train,infer,multires,quality,convergence "
                                   "(default: all but quality and convergence, which train every backbone)")
-    p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=int, help="per training step and per inference call (default 8)")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="autocast precision (default fp32)")
-    p.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+    p.add_argument("--compile", action="store_true", default=None, help="time torch.compile'd models")
     p.add_argument("--warmup", type=int, help="untimed calls before timing (default 2)")
     p.add_argument("--repeats", type=int, help="timed repetitions; the median is reported (default 5)")
     p.add_argument("--multires-base", type=int, help="function backbones' training size for multires (default 64)")
@@ -445,10 +431,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", help="quality and train: recipe (default: the preset's)")
     p.add_argument("--n-eval", type=int, help="quality: one-step samples scored per backbone (default 1000)")
     p.add_argument("--n-reference", type=int, help="quality: reference images (default: all)")
-    p.add_argument("--minutes", help="convergence: training minutes at which to score, e.g. 5,10,20,40")
-    p.add_argument("--steps-per-minute", nargs="+", metavar="BACKBONE=RATE",
+    p.add_argument("--minutes", type=listed(float, "--minutes"), help="convergence: training minutes at which to score, e.g. 5,10,20,40")
+    p.add_argument("--steps-per-minute", nargs="+", action=FieldValues, metavar="BACKBONE=RATE",
                    help="convergence: pin the step rates instead of timing a few steps, e.g. func=354 dit=556")
-    p.add_argument("--train-set", nargs="+", metavar="FIELD=VALUE",
+    p.add_argument("--train-set", dest="train_overrides", nargs="+", action=FieldValues, metavar="FIELD=VALUE",
                    help="quality and convergence: train config fields for every run, e.g. boundary_scale=10")
     p.add_argument("--out", help="results folder (default runs/bench)")
     p.add_argument("--config", metavar="FILE.toml", help="BenchConfig fields; flags override them")
