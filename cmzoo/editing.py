@@ -18,17 +18,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from cmzoo.data.sources import resize_square
-from cmzoo.engine.editing import (
-    INPAINTING,
-    LinearTransform,
-    edit_at_sizes,
-    edit_sample,
-    slerp_frames,
-    superres_mask,
-    superres_transform,
-)
+from cmzoo.engine.editing import INPAINTING, LinearTransform, slerp_frames, superres_mask, superres_transform
 from cmzoo.engine.parameterization import SIGMA_MAX
-from cmzoo.engine.sampling import Size
+from cmzoo.engine.sampling import Size, edit_at_sizes, edit_sample
 from cmzoo.errors import ConfigError, DataError
 from cmzoo.run import Run, require_sizes, sample_batch, sigma_schedule
 
@@ -124,9 +116,10 @@ def edit(
     generator = torch.Generator().manual_seed(seed)
     labels = _class_zero(run, 1, device)
     if size == (res, res):
-        out = edit_sample(run.model, reference, omega, sigmas, transform, labels, generator)
+        out = edit_sample(run.model, reference, sigmas, labels, generator, mask=omega, transform=transform)
     else:
-        out = edit_at_sizes(run.model, reference, omega, sigmas, [size], transform, labels, generator)[0][size]
+        out = edit_at_sizes(run.model, reference, sigmas, labels, generator, mask=omega, sizes=[size],
+                            transform=transform)[0][size]
     return out.clamp(-1, 1).cpu()
 
 

@@ -139,7 +139,7 @@ def sample_batch(
 ) -> tuple[dict[Size, torch.Tensor], ImageFunction | None]:
     """Unclamped samples from `noise` at each size; function backbones also return their functions."""
     if run.spec.capabilities.function_output:
-        return sample_at_sizes(run.model, noise, sizes, sigmas, labels, generator)
+        return sample_at_sizes(run.model, noise, sigmas, labels, generator, sizes=sizes)
     return {(run.resolution, run.resolution): multistep_sample(run.model, noise, sigmas, labels, generator)}, None
 
 
