@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from cmzoo.data.sources import resize_square
+from cmzoo.data import from_uint8, resize_square
 from cmzoo.engine.editing import INPAINTING, LinearTransform, slerp_frames, superres_mask, superres_transform
 from cmzoo.engine.parameterization import SIGMA_MAX
 from cmzoo.engine.sampling import Size, edit_at_sizes, edit_sample
@@ -49,11 +49,6 @@ def read_image(source: ImageSource, what: str = "image", mode: str = "RGB") -> t
     return t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None].contiguous()
 
 
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] → float [-1, 1], as training data."""
-    return images.float() / 127.5 - 1
-
-
 def colour_mode(channels: int) -> str:
     """The PIL mode that reads an image with `channels` channels (1: greyscale)."""
     return "L" if channels == 1 else "RGB"
@@ -68,7 +63,7 @@ def inpainting_inputs(image: ImageSource, mask: ImageSource | None, resolution: 
     if omega.shape[-2:] != pixels.shape[-2:]:
         raise DataError(f"mask {_name(mask)} is {_wxh(omega)} px but image {_name(image)} is {_wxh(pixels)} px; "
                         "give a mask of the image's size")
-    reference = to_unit_range(resize_square(pixels, resolution))
+    reference = from_uint8(resize_square(pixels, resolution))
     return reference, (resize_square(omega, resolution) >= 128).float()
 
 
@@ -82,7 +77,7 @@ def superres_inputs(image: ImageSource, resolution: int,
         raise DataError(f"super-resolution input {_name(image)} is {_wxh(low)} px; give a square image whose side "
                         f"divides the training size {resolution} (one of {', '.join(map(str, sides))})")
     patch = resolution // side
-    reference = to_unit_range(low).repeat_interleave(patch, -2).repeat_interleave(patch, -1)
+    reference = from_uint8(low).repeat_interleave(patch, -2).repeat_interleave(patch, -1)
     return reference, superres_mask(patch), superres_transform(patch)
 
 

@@ -228,11 +228,12 @@ def images(tmp_path):
 
 def test_inpainting_keeps_the_resized_image_outside_the_mask(runs, images, one_thread):
     from cmzoo.data.sources import resize_square
-    from cmzoo.editing import read_image, to_unit_range
+    from cmzoo.data import from_uint8
+    from cmzoo.editing import read_image
     from cmzoo.run import load_run
 
     out = cmzoo.edit(load_run(runs["func"]), images["image"], "inpaint", images["mask"], steps=3, seed=4)
-    reference = to_unit_range(resize_square(read_image(images["image"]), 16))
+    reference = from_uint8(resize_square(read_image(images["image"]), 16))
     keep = torch.ones(1, 3, 16, 16, dtype=torch.bool)
     keep[..., 4:10, 2:14] = False  # the 32 px band, halved
     assert out.shape == (1, 3, 16, 16)
@@ -252,14 +253,15 @@ def test_mask_grey_levels_are_thresholded_at_one_half(tmp_path):
 
 
 def test_superres_output_at_the_training_size_has_the_input_as_patch_means(runs, images, one_thread):
-    from cmzoo.editing import read_image, to_unit_range
+    from cmzoo.data import from_uint8
+    from cmzoo.editing import read_image
     from cmzoo.run import load_run
 
     out = cmzoo.edit(load_run(runs["func"]), images["low"], "superres", steps=3)
     # The result is clamped to [-1, 1] like every sample: patch means are exact where nothing was clamped.
     exact = torch.nn.functional.max_pool2d((out.abs() >= 1).float(), 4) == 0
     assert exact.float().mean() > 0.75
-    means, low = patch_means(out, 4), to_unit_range(read_image(images["low"]))
+    means, low = patch_means(out, 4), from_uint8(read_image(images["low"]))
     torch.testing.assert_close(means[exact], low[exact], atol=1e-5, rtol=0)
 
 

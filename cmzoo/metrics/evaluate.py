@@ -132,11 +132,11 @@ def inception_score(pool: torch.Tensor, logits_weight: torch.Tensor, splits: int
 
 def evaluate_statistics(
     samples: FeatureStatistics, reference: FeatureStatistics, reference_name: str = "reference",
-    logits_weight: torch.Tensor | None = None, device: str | torch.device | None = None,
+    logits_weight: torch.Tensor | None = None, device: str | torch.device = "auto",
 ) -> EvalResult:
     """All metrics from the feature statistics of both sides."""
     check_counts(samples.n, reference.n)
-    device = resolve_device(device or "auto")
+    device = resolve_device(device)
     precision, recall = precision_recall(samples.pool.to(device), reference.pool.to(device))
     subset_size = min(KID_SUBSET_SIZE, samples.n, reference.n)
     kid_mean, kid_std = kernel_inception_distance(samples.pool, reference.pool, subset_size=subset_size)
@@ -157,7 +157,7 @@ def evaluate_statistics(
 
 def evaluate_images(
     samples: torch.Tensor, reference: torch.Tensor, batch_size: int = 64, reference_name: str = "reference",
-    inception_weights_for_is: str | Path | None = None, device: str | torch.device | None = None,
+    inception_weights_for_is: str | Path | None = None, device: str | torch.device = "auto",
     progress: bool = True,
 ) -> EvalResult:
     """FID, sFID, precision/recall, KID and IS of samples (uint8 or [-1, 1] float, N×3×H×W) against
