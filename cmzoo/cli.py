@@ -88,6 +88,23 @@ def given_fields(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, 
     return {name: value for name, value in vars(args).items() if name in model.model_fields and value is not None}
 
 
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    """What `cmzoo train` and `pretrain` build and train on: the backbone, its preset and fields, the data."""
+    p.add_argument("--backbone", help="backbone name (`cmzoo backbones` lists them)")
+    p.add_argument("--preset", help="backbone preset, e.g. tiny or paper")
+    p.add_argument("--set", dest="backbone_overrides", nargs="+", action=FieldValues, metavar="FIELD=VALUE",
+                   help="override backbone config fields")
+    p.add_argument("--data", help="image folder, .npz, CIFAR-10 folder, or 'shapes' (default)")
+    p.add_argument("--resolution", type=int, help="the network's input size in px (default 32)")
+
+
+def add_run_dir_options(p: argparse.ArgumentParser, resume_help: str) -> None:
+    """Where `cmzoo train` and `pretrain` write, the config file their flags override, and --resume."""
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
+    p.add_argument("--resume", metavar="RUN_DIR", help=resume_help)
+
+
 def add_run_options(p: argparse.ArgumentParser, out: str, run: str | None = "required", weights: bool = False,
                     seed: bool = False, batch_size: bool = False) -> None:
     """The options of the commands that use a trained run: --run (`run`: 'required', its help, or None for
@@ -137,13 +154,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="consistency-train a backbone")
-    p.add_argument("--backbone", help="backbone name (`cmzoo backbones` lists them)")
-    p.add_argument("--preset", help="backbone preset, e.g. tiny or paper")
-    p.add_argument("--set", dest="backbone_overrides", nargs="+", action=FieldValues, metavar="FIELD=VALUE",
-                   help="override backbone config fields")
+    add_network_options(p)
     p.add_argument("--recipe", help=f"{', '.join(RECIPES)} (default: ect for the tiny preset, else ct)")
-    p.add_argument("--data", help="image folder, .npz, CIFAR-10 folder, or 'shapes' (default)")
-    p.add_argument("--resolution", type=int)
     p.add_argument("--steps", type=int, help="training steps K (the curriculum's length)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -174,9 +186,7 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                    "(function backbones; default min(500, 2 × steps) for the tiny preset from scratch, else 0)")
     p.add_argument("--log", choices=("jsonl", "tensorboard"), help="metrics.jsonl and PNG grids are always written; "
                    "tensorboard: event files in the run directory as well (pip install tensorboard)")
-    p.add_argument("--out", help="run directory")
-    p.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
+    add_run_dir_options(p, "continue a run from its newest checkpoint")
     p.set_defaults(handler=cmd_train)
 
 
@@ -297,12 +307,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="reconstruction pre-training of a function backbone (paper §3.4)")
-    p.add_argument("--backbone", default=None)
-    p.add_argument("--preset")
-    p.add_argument("--set", dest="backbone_overrides", nargs="+", action=FieldValues, metavar="FIELD=VALUE",
-                   help="override backbone config fields")
-    p.add_argument("--data")
-    p.add_argument("--resolution", type=int, help="input size (default 32)")
+    add_network_options(p)
     p.add_argument("--render-resolution", type=int, metavar="R",
                    help="supervise the functions at R px (above the input size; the data must have R px)")
     p.add_argument("--holdout", type=int, metavar="N", help="last N images never trained on; their PSNR is "
@@ -319,9 +324,7 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
                    help="metrics.jsonl is always written; tensorboard: event files in the run directory as well")
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every this many steps (default 200; 0: only at "
                    "the end); Ctrl-C or SIGTERM also writes one")
-    p.add_argument("--out")
-    p.add_argument("--config", metavar="FILE.toml")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a pre-training run from its newest checkpoint")
+    add_run_dir_options(p, "continue a pre-training run from its newest checkpoint")
     p.set_defaults(handler=cmd_pretrain)
 
 
