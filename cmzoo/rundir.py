@@ -14,7 +14,6 @@ scalar tagged by its key, nested keys joined by '/' (`denoising_distance/0.5`, `
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -65,39 +64,18 @@ def check_same_network(saved: dict[str, Any] | None, config: TrainConfig, holder
 
 
 class RunDir:
-    """The directory of one training or pre-training run (`--out`)."""
+    """The directory of one training or pre-training run (`--out`), and where each of its files lies."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-
-    def __fspath__(self) -> str:
-        return os.fspath(self.path)
+        self.config_file = self.path / "config.json"
+        self.metrics_file = self.path / "metrics.jsonl"
+        self.checkpoints = self.path / "checkpoints"
+        self.samples = self.path / "samples"
+        self.denoising_plot = self.path / "denoising_distance.png"
 
     def __str__(self) -> str:
         return str(self.path)
-
-    def __repr__(self) -> str:
-        return f"RunDir({str(self.path)!r})"
-
-    @property
-    def config_file(self) -> Path:
-        return self.path / "config.json"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
-    def samples(self) -> Path:
-        return self.path / "samples"
-
-    @property
-    def denoising_plot(self) -> Path:
-        return self.path / "denoising_distance.png"
 
     @property
     def pretrain(self) -> "RunDir":
