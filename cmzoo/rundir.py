@@ -133,6 +133,10 @@ class RunDir:
 
     # ---- checkpoints -----------------------------------------------------------------------------------
 
+    def list_checkpoints(self) -> list[Path]:
+        """The checkpoint files, oldest first."""
+        return checkpoint.list_checkpoints(self.checkpoints)
+
     def latest_checkpoint(self) -> Path:
         return checkpoint.latest_checkpoint(self.checkpoints)
 

@@ -36,7 +36,6 @@ from cmzoo.files import check_folder
 from cmzoo.metrics.inception import load_inception
 from cmzoo.progress import progress_bar, stderr_console
 from cmzoo.registry import get_backbone
-from cmzoo.rundir import RunDir
 
 Row = tuple[str, Callable[[], Iterable[Record]]]  # (progress label, measurement yielding records)
 
@@ -49,7 +48,7 @@ class Plan:
     specs: list[BackboneSpec]
     figures: set[str]
     result: BenchResult
-    runs: dict[str, RunDir] = field(default_factory=dict)  # the quality runs, per backbone
+    runs: dict[str, Path] = field(default_factory=dict)  # the quality runs' directories, per backbone
 
     @property
     def resolutions(self) -> list[int]:

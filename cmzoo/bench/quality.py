@@ -15,7 +15,7 @@ from cmzoo.rundir import RunDir
 from cmzoo.train.trainer import train
 
 
-def quality_record(bench: Bench, spec: BackboneSpec) -> tuple[Record, RunDir]:
+def quality_record(bench: Bench, spec: BackboneSpec) -> tuple[Record, Path]:
     """Train one backbone under the protocol and score its one-step samples; (record, its run directory)."""
     cfg = bench.config
     steps = steps_for_seconds(bench, spec, cfg.seconds) if cfg.seconds else cfg.steps
@@ -26,16 +26,16 @@ def quality_record(bench: Bench, spec: BackboneSpec) -> tuple[Record, RunDir]:
     train_seconds = round(time.perf_counter() - start, 1)
     notes = {"steps": steps, "train_seconds": train_seconds, "run": str(run.directory)}
     record = scored_record(bench, spec, "quality", cfg.quality_size, run, notes)
-    return record, RunDir(run.directory)
+    return record, run.directory
 
 
-def plot_stability(bench: Bench, runs: dict[str, RunDir]) -> Path | None:
+def plot_stability(bench: Bench, runs: dict[str, Path]) -> Path | None:
     """Loss and the denoising distance at `stability_sigma` vs step, one curve per quality run."""
     sigma = f"{bench.config.stability_sigma:g}"
     fig, (loss_ax, den_ax) = pyplot().subplots(1, 2, figsize=(10, 4))
     drawn = False
     for name, run_dir in runs.items():
-        rows = run_dir.read_metrics()
+        rows = RunDir(run_dir).read_metrics()
         losses = [r for r in rows if "loss" in r]
         dens = [r for r in rows if sigma in r.get("denoising_distance", {})]
         loss_ax.plot([r["step"] for r in losses], [r["loss"] for r in losses], label=name)

@@ -237,8 +237,7 @@ class Trainer:
         """Continue from the newest valid checkpoint (damaged newer ones are reported and passed over), or,
         in a run stopped during reconstruction pre-training, from its newest pre-training checkpoint."""
         pretraining = self.run_dir.pretrain
-        in_pretraining = (not checkpoint.list_checkpoints(self.run_dir.checkpoints)
-                          and checkpoint.list_checkpoints(pretraining.checkpoints))
+        in_pretraining = not self.run_dir.list_checkpoints() and pretraining.list_checkpoints()
         path, state = (pretraining if in_pretraining else self.run_dir).newest_valid_checkpoint(self.note)
         saved = checkpoint.stored_config(state)
         check_same_network(saved, self.config, f"run {self.run_dir}", "the resumed config", RESUME_FIX)
