@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 import torch
 from pydantic import BaseModel
@@ -20,6 +20,9 @@ from cmzoo.engine.distances import DISTANCES
 from cmzoo.engine.recipes import RECIPES
 from cmzoo.errors import CmzooError, ConfigError, TrainingInterrupted
 from cmzoo.registry import require
+
+if TYPE_CHECKING:
+    from cmzoo.config import TrainConfig
 
 DEVICE_HELP = "auto (CUDA when available; the default), cpu, cuda, cuda:N"
 
@@ -132,7 +135,7 @@ def grid_paths(out: Path, sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, i
 # ---- subcommands ---------------------------------------------------------------------------------
 
 
-def train_config(args: argparse.Namespace) -> Any:
+def train_config(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig of `cmzoo train` or `pretrain`: the resumed run's own config (--resume) or the --config
     file, with the options given on the command line over it."""
     from cmzoo.config import TrainConfig, make_config
