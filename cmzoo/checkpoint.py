@@ -72,11 +72,16 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
+def checkpoint_file(directory: Path, step: int) -> Path:
+    """Where the checkpoint of `step` lies in `directory`."""
+    return directory / f"step_{step:08d}.safetensors"
+
+
 def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int) -> Path:
     """Save `state` (nested tensors + JSON-able values) as step `step`; keep the newest `keep`."""
     tensors, skeleton = flatten_state(state, "state")
     data = st_save(tensors, metadata={"skeleton": json.dumps(skeleton), "step": str(step), "format": FORMAT})
-    path = directory / f"step_{step:08d}.safetensors"
+    path = checkpoint_file(directory, step)
     with writing(path, "checkpoint", "; the earlier checkpoints are kept"):
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)

@@ -149,7 +149,7 @@ class RunDir:
         return checkpoint.save_checkpoint(self.checkpoints, state["step"], state, keep)
 
     def checkpoint_path(self, step: int) -> Path:
-        return self.checkpoints / f"step_{step:08d}.safetensors"
+        return checkpoint.checkpoint_file(self.checkpoints, step)
 
     def newest_valid_checkpoint(self, note: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
         return checkpoint.newest_valid_checkpoint(self.checkpoints, note)
