@@ -18,6 +18,10 @@ DEFAULT_BACKBONE = "func"  # the paper's image-function generator
 # Minutes of CPU: a function backbone's decoder needs ~500 steps to leave its flat-colour plateau, which
 # reconstruction learns far faster than consistency training does.
 DEFAULT_PRETRAIN_STEPS = 500
+# The CPU default's c_skip, c_out for function backbones: at the paper's scalings f = c_skip·x + c_out·F
+# passes c_skip(σ)·σ·z of pixel noise through at mid σ, which a smooth image function cannot cancel, so
+# its multistep samples got worse, not better (`benchmarks/results/faithfulness.md`).
+FUNCTION_BOUNDARY_SCALE = 10.0
 # The tiny presets' recipe: at equal steps from the same start, ect reached a lower FID than ct-short.
 CPU_RECIPE = "ect"
 # Periodic work by preset. A tiny CPU run of a few hundred steps wants frequent grids and checkpoints; at
@@ -51,7 +55,9 @@ class TrainConfig(BaseModel):
     betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] | None = None  # None: the recipe's
     warmup: int | None = Field(None, ge=0)  # linear lr warm-up steps (capped at K/10); None: the recipe's
     sample_ema: float | None = Field(None, ge=0, lt=1)
-    boundary_scale: float | None = Field(None, gt=0)  # None: the recipe's (1: the paper's c_skip, c_out)
+    # c_skip, c_out at σ_min + s(σ − σ_min). None: the recipe's, else 1 (the paper's) — but
+    # FUNCTION_BOUNDARY_SCALE for a function backbone at the tiny preset (the CPU default).
+    boundary_scale: float | None = Field(None, gt=0)
     seed: int = 0
     out: str = "runs/cmzoo"
     device: str = "auto"

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from cmzoo.cli import main
-from cmzoo.engine.parameterization import SIGMA_MAX, c_skip
+from cmzoo.engine.parameterization import SIGMA_MAX, boundary_sigma, c_skip
 
 ENV = {**os.environ, "COLUMNS": "120"}
 
@@ -133,9 +133,9 @@ def test_func_pretrain_train_sample_sizes_and_render(tmp_path, tiny_npz, capsys)
 
     images, functions = generate(load_run(run), 4, sizes=[(32, 32), (64, 48)], functions=True)
     # One step from z (generate's seed 0): at another size the render alone (App. D.3), at the training
-    # size f(σ_max z, σ_max), the render plus the skip term c_skip(σ_max)·σ_max·z.
+    # size f(σ_max z, σ_max), the render plus the skip term c_skip·σ_max·z, c_skip at the run's boundary σ.
     z = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    skip = c_skip(torch.tensor(SIGMA_MAX)) * SIGMA_MAX * z
+    skip = c_skip(boundary_sigma(torch.tensor(SIGMA_MAX), load_run(run).model.boundary_scale)) * SIGMA_MAX * z
     torch.testing.assert_close(functions.render(64, 48).clamp(-1, 1), images[(64, 48)], atol=1e-5, rtol=0)
     torch.testing.assert_close((load_image_function(fns).render(32, 32) + skip).clamp(-1, 1), images[(32, 32)])
     assert Image.open(tmp_path / "r.png").size == (2 * 81 + 1, 2 * 41 + 1)  # (W, H) of a 2×2 grid

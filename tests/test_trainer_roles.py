@@ -149,3 +149,9 @@ def test_every_recipes_first_steps_are_pinned(tmp_path, name):
     assert [m["loss"] for m in metrics] == pytest.approx(losses, rel=1e-4)
     assert [m.get("num_scales", m.get("stage")) for m in metrics] == schedule
     assert [m["target_ema"] for m in metrics] == pytest.approx(mus, abs=1e-6)
+
+
+@pytest.mark.parametrize("backbone, given, expected", [("func", None, 10.0), ("func", 1.0, 1.0), ("dit", None, 1.0)])
+def test_the_cpu_default_sharpens_the_boundary_for_function_backbones_only(tmp_path, backbone, given, expected):
+    trainer = _trainer(tmp_path, backbone=backbone, boundary_scale=given, pretrain_steps=0)
+    assert trainer.config.boundary_scale == expected and trainer.online.boundary_scale == expected

@@ -62,7 +62,7 @@ class Recipe(ABC):
     optimizer: Literal["radam", "adam"] = "radam"
     betas: tuple[float, float] = (0.9, 0.999)
     warmup: int = 0  # steps of linear learning-rate warm-up (at most a tenth of the run)
-    boundary_scale: float = 1.0  # c_skip, c_out at σ_min + s(σ − σ_min); 1: the paper's (parameterization.py)
+    boundary_scale: float | None = None  # c_skip, c_out at σ_min + s(σ − σ_min) (parameterization.py); None: unset
     p_mean: float = -1.1  # the lognormal density of σ (iCT's σ-index, ECT's t)
     p_std: float = 2.0
     sigma_min: float = SIGMA_MIN

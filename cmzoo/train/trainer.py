@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 
 import cmzoo.checkpoint as checkpoint
-from cmzoo.config import DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
+from cmzoo.config import DEFAULT_PRETRAIN_STEPS, FUNCTION_BOUNDARY_SCALE, TrainConfig, make_config
 from cmzoo.data import ImageDataset, batch_indices, from_uint8, load_dataset
 from cmzoo.device import device_rng_state, matmul_mode, resolve_precision, set_device_rng_state, to_device
 from cmzoo.engine.distances import make_distance
@@ -74,6 +74,9 @@ class Trainer:
                 raise DataError(f"class_conditional is set but data set {self.data.name} has no labels")
             self.num_classes = self.data.num_classes
         self.channels = self.data.images.shape[1]
+        if cfg.boundary_scale is None:  # the CPU default sharpens the boundary for image functions (config.py)
+            smooth = cfg.preset == "tiny" and self.spec.capabilities.function_output
+            self.config = cfg = cfg.model_copy(update={"boundary_scale": FUNCTION_BOUNDARY_SCALE if smooth else 1.0})
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
         net = build_backbone(self.spec, backbone_config, cfg.resolution, self.channels, self.num_classes)
         self.online = ConsistencyFunction(net, boundary_scale=cfg.boundary_scale).to(self.device)
