@@ -30,7 +30,7 @@ def cmzoo_register_backbones() -> list[BackboneSpec]:
             config_model=DiTConfig,
             presets=PRESETS,
             build=DiT,
-            capabilities=Capabilities(class_conditional=True, zero_init_output=True),
+            capabilities=Capabilities(class_conditional=True, zero_init_output=True, second_time_input=True),
             description="DiT: patch tokens + adaLN-Zero Transformer blocks (Peebles & Xie 2023)",
         )
     ]

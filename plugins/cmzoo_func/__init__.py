@@ -50,7 +50,8 @@ def cmzoo_register_backbones() -> list[BackboneSpec]:
             presets=PRESETS,
             build=FunctionGenerator,
             # Not zero_init_output: the untrained INR has unit-norm columns, so F_θ ≠ 0 (paper's design).
-            capabilities=Capabilities(any_resolution=True, class_conditional=True, function_output=True, pretrain=True),
+            capabilities=Capabilities(any_resolution=True, class_conditional=True, function_output=True, pretrain=True,
+                                      second_time_input=True),
             description="image-function generator: DiT encoder + cross-attention decoder → INR weights (any size)",
             function_type=INRImageFunction,
         )
