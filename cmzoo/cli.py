@@ -1,5 +1,5 @@
-"""`cmzoo train | pretrain | sample | render | edit | interpolate | eval | bench | report | backbones`: a thin
-shell over the Python API.
+"""`cmzoo train | pretrain | sample | render | edit | interpolate | eval | bench | report | backbones | recipes`:
+a thin shell over the Python API.
 
 Every user-facing failure, a usage error included, is a CmzooError: printed as one line, exit status 2
 (130 for an interrupted run, which has written a checkpoint to resume from).
@@ -17,9 +17,8 @@ import torch
 from pydantic import BaseModel
 
 from cmzoo.engine.distances import DISTANCES
-from cmzoo.engine.recipes import RECIPES
 from cmzoo.errors import CmzooError, ConfigError, TrainingInterrupted
-from cmzoo.registry import require
+from cmzoo.registry import list_recipes, require
 
 if TYPE_CHECKING:
     from cmzoo.config import TrainConfig
@@ -91,6 +90,14 @@ def given_fields(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, 
     return {name: value for name, value in vars(args).items() if name in model.model_fields and value is not None}
 
 
+class RecipeHelp(argparse.HelpFormatter):
+    """Fills {recipes} in an option's help with the installed recipes when the help is shown, so that the
+    plugins are not loaded at every start for it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help.replace("{recipes}", ", ".join(r.name for r in list_recipes()))
+
+
 def add_network_options(p: argparse.ArgumentParser) -> None:
     """What `cmzoo train` and `pretrain` build and train on: the backbone, its preset and fields, the data."""
     p.add_argument("--backbone", help="backbone name (`cmzoo backbones` lists them)")
@@ -156,9 +163,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="consistency-train a backbone")
+    p = sub.add_parser("train", help="train a backbone with a recipe (consistency training, MeanFlow)",
+                       formatter_class=RecipeHelp)
     add_network_options(p)
-    p.add_argument("--recipe", help=f"{', '.join(RECIPES)} (default: ect for the tiny preset, else ct)")
+    p.add_argument("--recipe", help="{recipes} (default: ect for the tiny preset, else ct; `cmzoo recipes` "
+                   "describes them)")
     p.add_argument("--steps", type=int, help="training steps K (the curriculum's length)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -398,12 +407,35 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cmzoo.registry import plugin_problems
+
+    table = Table(title="installed recipes")
+    for column in ("name", "plugin", "needs", "description"):
+        table.add_column(column)
+    for recipe in list_recipes():
+        table.add_row(recipe.name, recipe.plugin, ", ".join(recipe.requires) or "-", recipe.description)
+    console = Console()
+    console.print(table)
+    for problem in plugin_problems():
+        console.print(f"[yellow]problem:[/] {problem}")
+    return 0
+
+
 # ---- parser --------------------------------------------------------------------------------------
 
 
 def add_backbones_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("backbones", help="list installed backbones, their capabilities and presets")
     p.set_defaults(handler=cmd_backbones)
+
+
+def add_recipes_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recipes", help="list installed training recipes and the backbone capabilities they need")
+    p.set_defaults(handler=cmd_recipes)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -474,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="cmzoo", description="Consistency models with swappable backbones.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train_parser, add_sample_parser, add_render_parser, add_edit_parser, add_interpolate_parser,
-                add_pretrain_parser, add_eval_parser, add_bench_parser, add_report_parser, add_backbones_parser):
+                add_pretrain_parser, add_eval_parser, add_bench_parser, add_report_parser, add_backbones_parser,
+                add_recipes_parser):
         add(sub)
     return parser
 

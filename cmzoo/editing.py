@@ -19,10 +19,10 @@ from PIL import Image, UnidentifiedImageError
 
 from cmzoo.data import from_uint8, resize_square
 from cmzoo.engine.editing import INPAINTING, LinearTransform, slerp_frames, superres_mask, superres_transform
-from cmzoo.engine.parameterization import SIGMA_MAX
-from cmzoo.engine.sampling import Size, edit_at_sizes, edit_sample
+from cmzoo.engine.parameterization import ConsistencyFunction
+from cmzoo.engine.sampling import Size, edit_at_sizes, edit_sample, sigma_schedule
 from cmzoo.errors import ConfigError, DataError
-from cmzoo.run import Run, require_sizes, sample_batch, sigma_schedule
+from cmzoo.run import Run, require_sizes, sample_batch
 
 Task = Literal["inpaint", "superres"]
 TASKS = get_args(Task)
@@ -97,6 +97,9 @@ def edit(
         raise ConfigError(f"unknown editing task {task!r}; choose one of {', '.join(TASKS)}")
     if task == "superres" and mask is not None:
         raise ConfigError("--mask is for inpainting; super-resolution takes only the low-resolution image")
+    if not isinstance(run.model, ConsistencyFunction):
+        raise ConfigError(f"zero-shot editing (CM Algorithm 4) needs a consistency model, and this run was trained "
+                          f"with recipe {run.config.recipe!r}; edit with a run of a consistency recipe (e.g. ect)")
     res = run.resolution
     size = tuple(size) if size else (res, res)
     require_sizes(run, [size], f"editing at {size[0]}×{size[1]}")
@@ -130,7 +133,7 @@ def interpolate(run: Run, seed_a: int, seed_b: int, frames: int = 8, size: Size 
     z_a, z_b = (torch.randn(1, run.channels, res, res, generator=torch.Generator().manual_seed(s)) for s in (seed_a, seed_b))
     device = next(run.model.parameters()).device
     noise = slerp_frames(z_a, z_b, frames).to(device)
-    images, _ = sample_batch(run, noise, [SIGMA_MAX], [size], _class_zero(run, frames, device))
+    images, _ = sample_batch(run, noise, run.recipe.schedule(1), [size], _class_zero(run, frames, device))
     return images[size].clamp(-1, 1).cpu()
 
 

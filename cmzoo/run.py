@@ -14,12 +14,13 @@ import cmzoo.checkpoint as checkpoint
 from cmzoo.config import TrainConfig
 from cmzoo.data import to_uint8
 from cmzoo.device import resolve_device
-from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
-from cmzoo.engine.sampling import Size, check_sigmas, multistep_sample, sample_at_sizes
-from cmzoo.engine.schedules import karras_sigmas
+from torch import nn
+
+from cmzoo.engine.recipes import Recipe
+from cmzoo.engine.sampling import Size
 from cmzoo.errors import CheckpointError, ConfigError
 from cmzoo.progress import progress_bar
-from cmzoo.registry import build_backbone, get_backbone, require
+from cmzoo.registry import build_backbone, get_backbone, get_recipe, require
 from cmzoo.rundir import RunDir, check_same_network
 
 Weights = Literal["ema", "online", "target"]
@@ -30,9 +31,10 @@ MAX_SIDE = 4096
 
 @dataclass
 class Run:
-    """A trained consistency model: loaded from a run directory, or as `train` returns it."""
+    """A trained model (a consistency function, or the recipe's own): loaded from a run directory, or as
+    `train` returns it."""
 
-    model: ConsistencyFunction
+    model: nn.Module
     config: TrainConfig
     spec: BackboneSpec
     step: int
@@ -43,6 +45,11 @@ class Run:
     @property
     def resolution(self) -> int:
         return self.config.resolution
+
+    @property
+    def recipe(self) -> Recipe:
+        """The recipe it was trained with, which samples it."""
+        return get_recipe(self.config.recipe)
 
 
 def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.device = "auto",
@@ -65,22 +72,11 @@ def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.
     channels = int(state.get("channels", 3))  # checkpoints before channels were stored are RGB
     net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution, channels,
                          num_classes)
-    checkpoint.load_module_state(net, net_state, path)
     # A run written before boundary_scale existed has none: it was trained with the paper's scalings.
-    model = ConsistencyFunction(net, boundary_scale=config.boundary_scale or 1.0)
+    model = get_recipe(config.recipe).model(net, spec.capabilities.function_output, config.boundary_scale or 1.0)
+    checkpoint.load_module_state(model.net, net_state, path)  # after the wrapper, which may add to the network
     model = model.to(resolve_device(device)).eval().requires_grad_(False)
     return Run(model, config, spec, int(state["step"]), num_classes, channels, run_dir.path)
-
-
-def sigma_schedule(steps: int | Sequence[float]) -> list[float]:
-    """An explicit decreasing σ list, or n steps: the n largest points of an (n+1)-point Karras grid."""
-    if isinstance(steps, int):
-        if steps < 1:
-            raise ConfigError(f"--steps must be ≥ 1, got {steps}")
-        return [SIGMA_MAX] if steps == 1 else karras_sigmas(steps + 1).flip(0)[:steps].tolist()
-    sigmas = [float(s) for s in steps]
-    check_sigmas(sigmas)
-    return sigmas
 
 
 @torch.no_grad()
@@ -105,7 +101,7 @@ def generate(
     res = run.resolution
     sizes = list(sizes) if sizes else [(res, res)]
     require_sizes(run, sizes, f"sampling at sizes {sizes}")
-    sigmas = sigma_schedule(steps)
+    schedule = run.recipe.schedule(steps)
     device = next(run.model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     if labels is None and run.num_classes:
@@ -113,13 +109,13 @@ def generate(
     dtype = torch.uint8 if uint8 else torch.float32
     out = {s: torch.empty(n, run.channels, *s, dtype=dtype) for s in sizes}
     kept = []  # a function is about 1 MiB per image at the paper preset: kept only when asked
-    with progress_bar(f"sampling {len(sigmas)}-step", transient=True, disable=not progress) as bar:
+    with progress_bar(f"sampling {len(schedule)}-step", transient=True, disable=not progress) as bar:
         task = bar.add_task("sampling", total=n)
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
             noise = torch.randn(b, run.channels, res, res, generator=generator).to(device)
             y = labels[start : start + b].to(device) if labels is not None else None
-            images, fn = sample_batch(run, noise, sigmas, sizes, y, generator)
+            images, fn = sample_batch(run, noise, schedule, sizes, y, generator)
             if functions and fn is not None:
                 kept.append(fn.to("cpu"))
             for s in sizes:
@@ -132,15 +128,15 @@ def generate(
 def sample_batch(
     run: Run,
     noise: torch.Tensor,
-    sigmas: Sequence[float],
+    schedule: Sequence[float],
     sizes: Sequence[Size],
     labels: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[dict[Size, torch.Tensor], ImageFunction | None]:
-    """Unclamped samples from `noise` at each size; function backbones also return their functions."""
-    if run.spec.capabilities.function_output:
-        return sample_at_sizes(run.model, noise, sigmas, labels, generator, sizes=sizes)
-    return {(run.resolution, run.resolution): multistep_sample(run.model, noise, sigmas, labels, generator)}, None
+    """Unclamped samples from `noise` at each size by the run's recipe (`schedule`: its `schedule(steps)`);
+    function backbones also return their functions."""
+    return run.recipe.sample(run.model, noise, schedule, labels, generator, sizes=sizes,
+                             function_output=run.spec.capabilities.function_output)
 
 
 def check_count(value: int, name: str, minimum: int = 1) -> int:

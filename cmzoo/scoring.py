@@ -13,7 +13,7 @@ from cmzoo.data import load_dataset, native_resolution
 from cmzoo.errors import ConfigError
 from cmzoo.metrics.evaluate import MIN_IMAGES, EvalResult, evaluate_images
 from cmzoo.metrics.inception import load_inception
-from cmzoo.run import Run, check_count, generate, sigma_schedule
+from cmzoo.run import Run, check_count, generate
 from cmzoo.rundir import RunDir
 
 
@@ -54,7 +54,7 @@ def record_evaluation(run: Run, result: EvalResult, steps: int | list[float], si
         raise ConfigError("this run has no run directory to record its evaluation in; score it with record=False")
     size = size or run.resolution
     with RunDir(run.directory).open_log(run.config.log) as log:
-        log.scalars({"step": run.step, "eval": {f"{len(sigma_schedule(steps))}-step_{size}px": asdict(result)}})
+        log.scalars({"step": run.step, "eval": {f"{len(run.recipe.schedule(steps))}-step_{size}px": asdict(result)}})
 
 
 def evaluate_image_source(

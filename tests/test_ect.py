@@ -9,7 +9,7 @@ from cmzoo.engine import schedules
 from cmzoo.engine.distances import l2
 from cmzoo.engine.loss import denoising_loss
 from cmzoo.engine.parameterization import SIGMA_MIN, ConsistencyFunction, c_skip
-from cmzoo.engine.recipes import get_recipe
+from cmzoo.registry import get_recipe
 
 
 def reference_t_to_r_sigmoid(t: float, stage: int, q: float = 2.0, k: float = 8.0, b: float = 1.0) -> float:

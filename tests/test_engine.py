@@ -12,7 +12,8 @@ from cmzoo.engine.ema import ema_update
 from cmzoo.engine.parameterization import (
     SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyFunction, boundary_sigma, c_in, c_noise, c_out, c_skip,
 )
-from cmzoo.engine.recipes import RECIPES, get_recipe
+from cmzoo.engine.recipes import RECIPES
+from cmzoo.registry import get_recipe
 from cmzoo.errors import ConfigError
 
 

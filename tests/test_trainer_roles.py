@@ -122,7 +122,7 @@ def test_ect_consistency_tuning_starts_with_a_fresh_optimizer_state(tmp_path):
 
 
 def test_grid_recipes_never_reset_the_optimizer():
-    from cmzoo.engine.recipes import get_recipe
+    from cmzoo.registry import get_recipe
 
     assert not any(get_recipe(name).fresh_optimizer(k, 100) for name in ("ct", "ict", "ct-short") for k in range(101))
 

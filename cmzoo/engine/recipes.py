@@ -1,8 +1,11 @@
-"""Named presets of the engine: how σ pairs are drawn, weighted and compared, and how θ⁻ moves.
+"""Named presets of the engine: how σ pairs are drawn, weighted and compared, how θ⁻ moves, what wraps
+the backbone and how it samples.
 
 A recipe family is a class behind one call, `pairs(k, K, batch, generator) -> SigmaPairs`, and one
 loss, `loss(online, target, x0, pairs, noise, distance, labels)` (as EDM's `VPLoss`, `VELoss`,
-`EDMLoss`), so that a new family is a new class. Two families:
+`EDMLoss`), so that a new family is a new class; `model(net, …)` wraps the backbone and
+`schedule`/`sample` generate from it, and `requires` names the backbone capabilities it needs. Recipes
+reach the trainer through the registry (`cmzoo_register_recipes`), these as any plugin's. Three families:
 
 - `GridRecipe`: σ pairs on a Karras grid of N(k) points. `ct` is the paper's recipe (CM consistency
   training), `ict` Song & Dhariwal 2023's, `ct-short` and `ict-short` their curricula shortened so
@@ -10,21 +13,26 @@ loss, `loss(online, target, x0, pairs, noise, distance, labels)` (as EDM's `VPLo
 - `EasyConsistencyTuning` (`ect`, Geng et al. 2024): the backbone first learns to denoise (EDM loss),
   then is tuned into a consistency model on continuous noise pairs (t, r) whose gap Δt = t − r halves
   at every stage.
+- `MeanFlow` (`meanflow`, Geng et al. 2025): the average velocity u(z_t, r, t) of a flow, trained on
+  the MeanFlow identity (engine/meanflow.py); it needs a backbone with a second time input.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Callable, Literal, Mapping
+from typing import Callable, Literal, Mapping, Sequence
 
 import torch
+from torch import nn
 
 from cmzoo.engine import schedules
 from cmzoo.engine.distances import Distance, l2
 from cmzoo.engine.loss import consistency_loss, denoising_loss
+from cmzoo.engine.meanflow import (
+    AverageVelocity, meanflow_loss, meanflow_sample, meanflow_sample_at_sizes, sample_times, time_schedule)
 from cmzoo.engine.parameterization import RHO, SIGMA_MAX, SIGMA_MIN, ConsistencyFunction
-from cmzoo.errors import ConfigError
+from cmzoo.engine.sampling import Size, multistep_sample, sample_at_sizes, sigma_schedule
 
 Tensor = torch.Tensor
 
@@ -35,6 +43,7 @@ class SigmaPairs:
     after the step θ⁻ ← μθ⁻ + (1 − μ)θ with μ = `target_ema`.
 
     `denoise` marks a denoiser step: the target is the clean image itself (EDM loss, distance l2).
+    MeanFlow's pairs are times: `sigma` is r and `sigma_next` is t ≥ r.
     """
 
     sigma: Tensor
@@ -51,10 +60,11 @@ class SigmaPairs:
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe(ABC):
-    """What every consistency-training recipe sets; every schedule is a pure function of the global step."""
+    """What every recipe sets; every schedule is a pure function of the global step. The defaults are
+    consistency training's: a ConsistencyFunction sampled on σ lists."""
 
     name: str
-    description: str
+    description: str  # one line, shown by `cmzoo recipes`
     distance: str
     lr: float
     batch_size: int
@@ -67,6 +77,9 @@ class Recipe(ABC):
     p_std: float = 2.0
     sigma_min: float = SIGMA_MIN
     sigma_max: float = SIGMA_MAX
+    requires: tuple[str, ...] = ()  # backbone capabilities (cmzoo.Capabilities fields) the recipe needs
+    distances: tuple[str, ...] | None = None  # the distances its loss compares with; None: any
+    plugin: str = ""  # filled in by the registry: the plugin that registered the recipe
 
     @abstractmethod
     def pairs(self, k: int, total_steps: int, batch: int, generator: torch.Generator | None) -> SigmaPairs:
@@ -89,6 +102,27 @@ class Recipe(ABC):
     def fresh_optimizer(self, k: int, total_steps: int) -> bool:
         """Whether step k starts a phase with a fresh optimizer state."""
         return False
+
+    def model(self, net: nn.Module, function_output: bool, boundary_scale: float = 1.0) -> nn.Module:
+        """The trained model around backbone `net` (a function backbone when `function_output`)."""
+        return ConsistencyFunction(net, boundary_scale=boundary_scale)
+
+    def denoiser(self, model: nn.Module) -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
+        """The model as a one-step denoiser (x₀ + σz, σ, labels) → x₀, for the denoising distance."""
+        return model
+
+    def schedule(self, steps: int | Sequence[float]) -> list[float]:
+        """Where each sampling step starts: n steps, or the user's explicit values, checked."""
+        return sigma_schedule(steps)
+
+    def sample(self, model: nn.Module, noise: Tensor, schedule: Sequence[float], labels: Tensor | None = None,
+               generator: torch.Generator | None = None, *, sizes: Sequence[Size],
+               function_output: bool) -> tuple[dict[Size, Tensor], object]:
+        """Unclamped samples from `noise` at each size (other sizes need `function_output`), and the image
+        functions they were rendered from (None for pixel backbones)."""
+        if function_output:
+            return sample_at_sizes(model, noise, schedule, labels, generator, sizes=sizes)
+        return {tuple(noise.shape[-2:]): multistep_sample(model, noise, schedule, labels, generator)}, None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +234,55 @@ class EasyConsistencyTuning(Recipe):
         return "denoiser" if schedule["stage"] < 0 else f"stage {schedule['stage']}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class MeanFlow(Recipe):
+    """MeanFlow: the average velocity u(z_t, r, t) on (t, r) pairs drawn logit-normal, `average_fraction` of
+    them with r < t and the rest flow matching (r = t), with adaptive weights 1/(‖Δ‖² + c)^p. θ⁻ is
+    θ's stop-gradient (μ = 0), which computes the JVP (engine/meanflow.py)."""
+
+    requires: tuple[str, ...] = ("second_time_input",)
+    distances: tuple[str, ...] | None = ("l2",)  # the loss is MeanFlow's own weighted squared error
+    p_mean: float = -0.4  # the logit-normal density of t and r (the reference's ImageNet setting)
+    p_std: float = 1.0
+    average_fraction: float = 0.25
+    weight_power: float = 1.0  # p and c of the adaptive weight
+    weight_c: float = 1e-3
+
+    def pairs(self, k: int, total_steps: int, batch: int, generator: torch.Generator | None) -> SigmaPairs:
+        t, r = sample_times(batch, self.p_mean, self.p_std, self.average_fraction, generator)
+        return SigmaPairs(r, t, torch.ones_like(t), 0.0, {})
+
+    def loss(self, online: nn.Module, target: nn.Module, x0: Tensor, pairs: SigmaPairs, noise: Tensor,
+             distance: Distance, labels: Tensor | None = None) -> Tensor:
+        return meanflow_loss(online, target, x0, pairs.sigma_next, pairs.sigma, noise, labels, self.weight_power,
+                             self.weight_c)
+
+    def model(self, net: nn.Module, function_output: bool, boundary_scale: float = 1.0) -> AverageVelocity:
+        """Function backbones predict the clean image, pixel backbones the velocity (AverageVelocity says why)."""
+        return AverageVelocity(net, "image" if function_output else "velocity")
+
+    def denoiser(self, model: AverageVelocity) -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
+        return model.denoise
+
+    def schedule(self, steps: int | Sequence[float]) -> list[float]:
+        return time_schedule(steps)
+
+    def sample(self, model: AverageVelocity, noise: Tensor, schedule: Sequence[float], labels: Tensor | None = None,
+               generator: torch.Generator | None = None, *, sizes: Sequence[Size],
+               function_output: bool) -> tuple[dict[Size, Tensor], object]:
+        if function_output:
+            return meanflow_sample_at_sizes(model, noise, schedule, labels, generator, sizes=sizes)
+        return {tuple(noise.shape[-2:]): meanflow_sample(model, noise, schedule, labels, generator)}, None
+
+    def summary(self, distance: str | None = None) -> str:
+        return (f"recipe {self.name}: (t, r) logit-normal({self.p_mean:g}, {self.p_std:g}), "
+                f"{self.average_fraction:.0%} with r < t, JVP target, adaptive weights p = {self.weight_power:g}, "
+                f"c = {self.weight_c:g} ({self.description})")
+
+    def schedule_text(self, schedule: Mapping[str, float]) -> str:
+        return ""
+
+
 RECIPES: dict[str, Recipe] = {
     "ct": GridRecipe(
         name="ct", description="the paper's consistency training (CM App. C)",
@@ -231,10 +314,10 @@ RECIPES: dict[str, Recipe] = {
         distance="pseudo_huber", lr=1e-3, batch_size=32, sample_ema=0.98, optimizer="adam",
         denoise_fraction=0.4, stages=2,
     ),
+    "meanflow": MeanFlow(
+        name="meanflow", description="MeanFlow: one-step generation by average velocities (Geng et al. 2025)",
+        # The paper's Adam (β₂ 0.95) at CPU settings: lr 1e-3 for runs of hundreds of steps and ECT's short
+        # sample EMA (the paper: lr 1e-4, batch 256, EMA 0.9999 over hundreds of thousands of steps).
+        distance="l2", lr=1e-3, batch_size=32, sample_ema=0.98, optimizer="adam", betas=(0.9, 0.95),
+    ),
 }
-
-
-def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise ConfigError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
-    return RECIPES[name]

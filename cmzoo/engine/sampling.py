@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from cmzoo.engine.editing import INPAINTING, LinearTransform, impose, known_part
 from cmzoo.engine.parameterization import SIGMA_MAX, SIGMA_MIN, ConsistencyFunction
+from cmzoo.engine.schedules import karras_sigmas
 from cmzoo.errors import ConfigError
 
 Size = tuple[int, int]
@@ -124,6 +125,17 @@ def edit_at_sizes(
     if size in images:
         images[size] = impose(y, images[size].clamp(-1, 1), mask, transform)
     return images, fn
+
+
+def sigma_schedule(steps: int | Sequence[float]) -> list[float]:
+    """An explicit decreasing σ list, or n steps: the n largest points of an (n+1)-point Karras grid."""
+    if isinstance(steps, int):
+        if steps < 1:
+            raise ConfigError(f"--steps must be ≥ 1, got {steps}")
+        return [SIGMA_MAX] if steps == 1 else karras_sigmas(steps + 1).flip(0)[:steps].tolist()
+    sigmas = [float(s) for s in steps]
+    check_sigmas(sigmas)
+    return sigmas
 
 
 # ---- the steps the samplers are made of -----------------------------------------------------------------

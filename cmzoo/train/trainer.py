@@ -21,14 +21,14 @@ from cmzoo.device import device_rng_state, matmul_mode, resolve_precision, set_d
 from cmzoo.engine.distances import make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
 from cmzoo.engine.parameterization import ConsistencyFunction
-from cmzoo.engine.recipes import SigmaPairs, get_recipe
+from cmzoo.engine.recipes import SigmaPairs
 from cmzoo.engine.sampling import Size
 from cmzoo.errors import CheckpointError, DataError, TrainingError
 from cmzoo.figures import plot_denoising_distances
 from cmzoo.grids import grid_image
 from cmzoo.metrics.denoising import denoising_distances
 from cmzoo.progress import progress_bar
-from cmzoo.registry import build_backbone, get_backbone, require
+from cmzoo.registry import build_backbone, check_pairing, get_backbone, get_recipe, require
 from cmzoo.run import Run, generate
 from cmzoo.rundir import RESUME_FIX, RunDir, RunLog, check_same_network, checkpoint_state, summary_writer
 from cmzoo.train import distributed
@@ -64,6 +64,7 @@ class Trainer:
         self.console = console or Console(stderr=True, quiet=not self.dist.main)
         self.recipe = get_recipe(cfg.recipe)
         self.spec = get_backbone(cfg.backbone)
+        check_pairing(self.recipe, self.spec)  # before the data is read
         backbone_config = self.spec.make_config(cfg.preset, **cfg.backbone_overrides)
         self.data = data if data is not None else load_dataset(cfg.data, cfg.resolution, cfg.shapes_count, cfg.seed)
         if self.data.resolution != cfg.resolution:
@@ -79,9 +80,10 @@ class Trainer:
             self.config = cfg = cfg.model_copy(update={"boundary_scale": FUNCTION_BOUNDARY_SCALE if smooth else 1.0})
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
         net = build_backbone(self.spec, backbone_config, cfg.resolution, self.channels, self.num_classes)
-        self.online = ConsistencyFunction(net, boundary_scale=cfg.boundary_scale).to(self.device)
-        if cfg.init_from:
-            RunDir(cfg.init_from).load_weights(self.online.net)
+        if cfg.init_from:  # before the recipe's wrapper, which may add to the network (a second time input)
+            RunDir(cfg.init_from).load_weights(net)
+        self.online = self.recipe.model(net, self.spec.capabilities.function_output, cfg.boundary_scale)
+        self.online = self.online.to(self.device)
         if cfg.pretrain_steps is None:  # the CPU default pre-trains a function backbone from scratch
             auto = cfg.preset == "tiny" and self.spec.capabilities.pretrain and not cfg.init_from
             steps = min(DEFAULT_PRETRAIN_STEPS, 2 * cfg.steps) if auto else 0  # a smoke run stays short
@@ -301,7 +303,7 @@ class Trainer:
             f"{warmup}, {self.device}{world}, {precision}",
             self.recipe.summary(cfg.distance),
         ]
-        if cfg.boundary_scale != 1:
+        if cfg.boundary_scale != 1 and isinstance(self.online, ConsistencyFunction):  # a consistency recipe's
             lines.append(f"c_skip, c_out at σ_min + {cfg.boundary_scale:g}(σ − σ_min)")
         if cfg.pretrain_steps and not self.step:
             lines.append(f"reconstruction pre-training first: {cfg.pretrain_steps} steps")
@@ -398,7 +400,8 @@ class Trainer:
         n = min(len(self.data), 32)
         x0, labels = self.data.batch(torch.arange(n))
         x0, labels = x0.to(self.device), (labels.to(self.device) if labels is not None else None)
-        dist = denoising_distances(self.ema, x0, self.config.denoise_sigmas, self.config.seed, labels)
+        dist = denoising_distances(self.recipe.denoiser(self.ema), x0, self.config.denoise_sigmas, self.config.seed,
+                                   labels)
         return {f"{s:g}": d for s, d in dist.items()}
 
 
