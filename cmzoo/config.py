@@ -90,10 +90,15 @@ class TrainConfig(BaseModel):
     render_resolution: int | None = Field(None, ge=4)
     lr_decay: float = Field(0.0, ge=0, le=1)
 
+    @property
+    def recipe_name(self) -> str:
+        """The recipe, or the preset's default when unset (a pre-training run's config leaves it unset)."""
+        return self.recipe or (CPU_RECIPE if self.preset == "tiny" else "ct")
+
     def resolved(self) -> tuple["TrainConfig", list[str]]:
         """A copy with every `None` filled in from the recipe, and the notices to show the user."""
         notices = []
-        recipe = self.recipe or (CPU_RECIPE if self.preset == "tiny" else "ct")
+        recipe = self.recipe_name
         r = get_recipe(recipe)
         distance = self.distance or r.distance
         if distance == "lpips" and self.distance is None and not lpips_available(self.lpips_weights):

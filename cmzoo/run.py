@@ -49,7 +49,7 @@ class Run:
     @property
     def recipe(self) -> Recipe:
         """The recipe it was trained with, which samples it."""
-        return get_recipe(self.config.recipe)
+        return get_recipe(self.config.recipe_name)
 
 
 def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.device = "auto",
@@ -73,7 +73,7 @@ def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.
     net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution, channels,
                          num_classes)
     # A run written before boundary_scale existed has none: it was trained with the paper's scalings.
-    model = get_recipe(config.recipe).model(net, spec.capabilities.function_output, config.boundary_scale or 1.0)
+    model = get_recipe(config.recipe_name).model(net, spec.capabilities.function_output, config.boundary_scale or 1.0)
     checkpoint.load_module_state(model.net, net_state, path)  # after the wrapper, which may add to the network
     model = model.to(resolve_device(device)).eval().requires_grad_(False)
     return Run(model, config, spec, int(state["step"]), num_classes, channels, run_dir.path)

@@ -16,10 +16,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from cmzoo.engine.loss import RandomState
 from cmzoo.engine.parameterization import append_dims
+from cmzoo.engine.sampling import Size
 from cmzoo.errors import ConfigError
 
 Tensor = torch.Tensor
-Size = tuple[int, int]
 TIME_SCALE = 1000.0  # times reach the backbones' noise embeddings on DiT's 0…1000 scale
 # The image parameterisation divides by t: below this the division is clamped, as JiT clips its
 # velocity's denominator at 0.05 (Li & He 2025), so that a small t cannot blow u up.
@@ -162,8 +162,8 @@ def time_schedule(steps: int | Sequence[float]) -> list[float]:
 
 def meanflow_step(model: AverageVelocity, z: Tensor, t: float, r: float, labels: Tensor | None = None) -> Tensor:
     """z_r = z_t − (t − r)·u(z_t, r, t)."""
-    full = lambda value: torch.full((z.shape[0],), value, device=z.device, dtype=z.dtype)  # noqa: E731
-    return z - (t - r) * model(z, full(r), full(t), labels)
+    batch = (z.shape[0],)
+    return z - (t - r) * model(z, z.new_full(batch, r), z.new_full(batch, t), labels)
 
 
 def meanflow_sample(model: AverageVelocity, noise: Tensor, times: Sequence[float] = (1.0,),
@@ -184,6 +184,6 @@ def meanflow_sample_at_sizes(model: AverageVelocity, noise: Tensor, times: Seque
     z = noise
     for t, r in zip(times[:-1], times[1:]):
         z = meanflow_step(model, z, t, r, labels)
-    last = torch.full((z.shape[0],), float(times[-1]), device=z.device, dtype=z.dtype)
+    last = z.new_full((z.shape[0],), float(times[-1]))
     fn = model.image_function(z, torch.zeros_like(last), last, labels)
     return {(h, w): fn.render(h, w) for h, w in sizes}, fn
