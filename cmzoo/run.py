@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
+from torch import nn
 
-from cmzoo.backbone import BackboneSpec, ImageFunction
 import cmzoo.checkpoint as checkpoint
+from cmzoo.backbone import BackboneSpec, ImageFunction
 from cmzoo.config import TrainConfig
 from cmzoo.data import to_uint8
 from cmzoo.device import resolve_device
-from torch import nn
-
 from cmzoo.engine.recipes import Recipe
 from cmzoo.engine.sampling import Size
 from cmzoo.errors import CheckpointError, ConfigError
