@@ -30,7 +30,7 @@ import torchvision
 from cmzoo.engine.distances import LPIPSDistance, pseudo_huber, pseudo_huber_c
 from cmzoo.engine.loss import consistency_loss
 from cmzoo.engine.parameterization import ConsistencyFunction
-from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.registry import build_backbone, get_backbone
 
 BACKBONES = ("unet", "uvit", "dit", "func")
 GIB = 2**30

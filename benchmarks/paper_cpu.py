@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cmzoo.data import load_dataset, to_uint8
+from cmzoo.data import from_uint8, load_dataset, to_uint8
 from cmzoo.metrics.evaluate import EvalResult, evaluate_images
 from cmzoo.run import generate, load_run
 
@@ -60,7 +60,7 @@ def table7(low: str, high: str, data: str, sizes: list[int], n: int, n_reference
         reference = load_dataset(data, size).images[:n_reference]
         name = f"{Path(data).name}@{size}"
         rendered, _ = generate(low_run, n, 1, seed, sizes=[(size, size), (own, own)], progress=True)
-        upscaled = F.interpolate(to_uint8(rendered[(own, own)]).float() / 127.5 - 1, size=(size, size),
+        upscaled = F.interpolate(from_uint8(to_uint8(rendered[(own, own)])), size=(size, size),
                                  mode="bicubic", align_corners=False).clamp(-1, 1)
         candidates = {f"{own}-px func, functions rendered at {size} px": rendered[(size, size)],
                       f"{own}-px func, {own}-px samples upscaled bicubically": upscaled}

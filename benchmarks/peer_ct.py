@@ -29,7 +29,6 @@ import torch
 from cmzoo import create_backbone
 from cmzoo.data import load_dataset, to_uint8
 from cmzoo.metrics.evaluate import evaluate_images
-from cmzoo.run import load_run
 from cmzoo.train import train
 
 SIGMA_MIN, SIGMA_MAX, SIGMA_DATA, RHO = 0.002, 80.0, 0.5, 7.0
@@ -125,14 +124,14 @@ def main() -> None:
     for seed in args.seeds:
         shutil.rmtree(out / f"cmzoo_seed{seed}", ignore_errors=True)  # a rerun starts this seed's run over
         t0 = time.perf_counter()
-        run_dir = train(backbone="func", preset="tiny", recipe="ct-short", distance="l2", steps=args.steps,
+        run = train(backbone="func", preset="tiny", recipe="ct-short", distance="l2", steps=args.steps,
                         batch_size=args.batch_size, lr=args.lr, sample_ema=args.sample_ema, seed=seed,
                         out=str(out / f"cmzoo_seed{seed}"), sample_every=0, checkpoint_every=0, denoise_every=0,
                         pretrain_steps=0)
         t1 = time.perf_counter()
         peer = peer_train(images, args.steps, args.batch_size, args.lr, args.sample_ema, seed, s0, s1, mu0)
         t2 = time.perf_counter()
-        for name, net, seconds in (("cmzoo trainer", load_run(run_dir).model.net, t1 - t0), ("peer loop", peer, t2 - t1)):
+        for name, net, seconds in (("cmzoo trainer", run.model.net, t1 - t0), ("peer loop", peer, t2 - t1)):
             rows.append({"loop": name, "seed": seed, "train_s": seconds, **score(net, reference, args.n, resolution)})
             print(json.dumps(rows[-1]))
     meta = {"command": f"python benchmarks/peer_ct.py --steps {args.steps} --seeds {' '.join(map(str, args.seeds))}",

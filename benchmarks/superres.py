@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 import cmzoo
-from cmzoo.data import load_dataset, render_shapes, to_uint8
+from cmzoo.cli import parse_field
+from cmzoo.data import from_uint8, load_dataset, render_shapes, to_uint8
 from cmzoo.data.sources import resize_square
 from cmzoo.train.pretrain import pretrain_steps, psnr, reconstruct
 
@@ -55,11 +56,6 @@ SHAPES_TEST_OFFSET = 1_000_000
 # ---------------------------------------------------------------------------------------------------
 
 
-def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) → float32 in [-1, 1]."""
-    return images.float() / 127.5 - 1
-
-
 def npz_images(path: Path) -> torch.Tensor:
     """The `images` of an .npz as uint8 (N, 3, H, W)."""
     with np.load(path, allow_pickle=False) as f:
@@ -67,10 +63,10 @@ def npz_images(path: Path) -> torch.Tensor:
 
 
 def shapes_data(n_train: int, n_test: int, render: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    train = to_float(load_dataset("shapes", INPUT, shapes_count=n_train).images)
-    targets = to_float(load_dataset("shapes", render, shapes_count=n_train).images) if render else None
+    train = from_uint8(load_dataset("shapes", INPUT, shapes_count=n_train).images)
+    targets = from_uint8(load_dataset("shapes", render, shapes_count=n_train).images) if render else None
     index = range(SHAPES_TEST_OFFSET, SHAPES_TEST_OFFSET + n_test)
-    x32 = to_float(to_uint8(torch.stack([render_shapes(i, INPUT, INPUT) for i in index])))
+    x32 = from_uint8(to_uint8(torch.stack([render_shapes(i, INPUT, INPUT) for i in index])))
     truth = {s: torch.stack([render_shapes(i, s, s) for i in index]) for s in SIZES}
     return train, targets, {"shapes": {"input": x32, "truth": truth, "source": f"render_shapes(i), i = {index.start}…{index.stop - 1}"}}
 
@@ -79,21 +75,21 @@ def celeba_data(data_dir: Path, n_train: int, n_test: int, render: int | None = 
     c64 = npz_images(data_dir / "celeba_64.npz")
     if n_train + n_test > len(c64):
         raise SystemExit(f"--train {n_train} + --test {n_test} exceeds the {len(c64)} images of celeba_64.npz")
-    train = to_float(resize_square(c64[:n_train], INPUT))
+    train = from_uint8(resize_square(c64[:n_train], INPUT))
     if render is not None and render > c64.shape[-1]:
         raise SystemExit(f"--render-resolution {render}: celeba_64.npz has {c64.shape[-1]}-px training images")
-    targets = to_float(resize_square(c64[:n_train], render)) if render else None
+    targets = from_uint8(resize_square(c64[:n_train], render)) if render else None
     held = c64[len(c64) - n_test :]
     c128 = npz_images(data_dir / "celeba_128.npz")[CELEBA128_FIRST_UNSEEN:][:n_test]
     tests = {
         "celeba64": {
-            "input": to_float(resize_square(held, INPUT)),
-            "truth": {32: to_float(resize_square(held, 32)), 64: to_float(held)},
+            "input": from_uint8(resize_square(held, INPUT)),
+            "truth": {32: from_uint8(resize_square(held, 32)), 64: from_uint8(held)},
             "source": f"celeba_64.npz rows {len(c64) - n_test}…{len(c64) - 1} (64 px originals)",
         },
         "celeba128": {
-            "input": to_float(resize_square(c128, INPUT)),
-            "truth": {32: to_float(resize_square(c128, 32)), 64: to_float(resize_square(c128, 64)), 128: to_float(c128)},
+            "input": from_uint8(resize_square(c128, INPUT)),
+            "truth": {32: from_uint8(resize_square(c128, 32)), 64: from_uint8(resize_square(c128, 64)), 128: from_uint8(c128)},
             "source": f"celeba_128.npz rows {CELEBA128_FIRST_UNSEEN}…{CELEBA128_FIRST_UNSEEN + len(c128) - 1} (ids > 7800)",
         },
     }
@@ -315,25 +311,13 @@ def save_strip(path: Path, test: dict, images: dict, rows: int) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"override {text!r} is not key=value, e.g. inr_width=128")
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
-    return key, value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=("shapes", "celeba"))
     p.add_argument("--steps", type=int, help="reconstruction pre-training steps")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[],
+    p.add_argument("--set", dest="overrides", type=parse_field, action="append", default=[],
                    metavar="KEY=VALUE", help="func config override, repeatable (e.g. --set inr_width=128)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam lr (paper: 1e-4 for 30 epochs; 1e-3 for a short CPU run)")
     p.add_argument("--lr-decay", type=float, default=0.0, metavar="FRACTION",

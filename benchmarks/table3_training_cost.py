@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from cmzoo.bench import Record, run_bench
-from cmzoo.engine.recipes import get_recipe
+from cmzoo.registry import get_recipe
 
 PAPER_GPU_HOURS = {"unet": 302.5, "dit": 207.5, "uvit": 212.5, "func": 223.75}  # + 12.9 h pre-training for func
 ITERATIONS = 900_000

@@ -1,12 +1,15 @@
 """cmzoo: consistency models with swappable generator backbones."""
 
 from cmzoo.backbone import BackboneConfig, BackboneSpec, Capabilities, ImageFunction, TransformerConfig
+from cmzoo.engine.recipes import Recipe, SigmaPairs
 from cmzoo.errors import BackboneError, CmzooError, ConfigError
-from cmzoo.plugins import (
+from cmzoo.registry import (
     create_backbone,
     get_backbone,
+    get_recipe,
     hookimpl,
     list_backbones,
+    list_recipes,
     plugin_problems,
     register_plugin,
     reload_plugins,
@@ -34,13 +37,17 @@ __all__ = [
     "CmzooError",
     "ConfigError",
     "ImageFunction",
+    "Recipe",
+    "SigmaPairs",
     "TransformerConfig",
     "create_backbone",
     "edit",
     "get_backbone",
+    "get_recipe",
     "hookimpl",
     "interpolate",
     "list_backbones",
+    "list_recipes",
     "plugin_problems",
     "register_plugin",
     "reload_plugins",

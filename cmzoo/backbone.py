@@ -10,7 +10,11 @@ Module contract::
 Function backbones (capability ``function_output``) also implement
 ``predict_function(x_in, c_noise, labels=None) -> ImageFunction``; their ``forward`` renders that
 function at the input's own size. Backbones with capability ``pretrain`` implement
-``reconstruct(x) -> ImageFunction`` (paper §3.4: σ = 0, feature extraction skipped).
+``reconstruct(x) -> ImageFunction`` (paper §3.4: σ = 0, feature extraction skipped). Backbones with
+capability ``second_time_input`` implement ``add_second_time_input()``, which adds the embedding of a
+second noise conditioning, zero-initialised so that the output is unchanged; from then on ``forward``
+(and ``predict_function``) also take ``c_noise_2`` (B,) by keyword. A recipe that needs it (MeanFlow's
+t − r) asks for it, so the other recipes train and load the one-input network they always did.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class Capabilities:
     zero_init_output: bool = False  # the untrained F_θ is exactly 0
     function_output: bool = False  # exposes predict_function(...) -> ImageFunction
     pretrain: bool = False  # supports reconstruction pre-training (reconstruct(x))
+    second_time_input: bool = False  # add_second_time_input(), then forward(…, c_noise_2=…)
 
     def names(self) -> list[str]:
         """The names of the capabilities that are declared true."""

@@ -72,11 +72,16 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
+def checkpoint_file(directory: Path, step: int) -> Path:
+    """Where the checkpoint of `step` lies in `directory`."""
+    return directory / f"step_{step:08d}.safetensors"
+
+
 def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep: int) -> Path:
     """Save `state` (nested tensors + JSON-able values) as step `step`; keep the newest `keep`."""
     tensors, skeleton = flatten_state(state, "state")
     data = st_save(tensors, metadata={"skeleton": json.dumps(skeleton), "step": str(step), "format": FORMAT})
-    path = directory / f"step_{step:08d}.safetensors"
+    path = checkpoint_file(directory, step)
     with writing(path, "checkpoint", "; the earlier checkpoints are kept"):
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)
@@ -206,11 +211,3 @@ def load_module_state(module: torch.nn.Module, state: dict[str, torch.Tensor], s
             f"and {len(reshaped)} differently shaped tensors (first: {first!r}); give the backbone, preset and "
             "--set fields those weights were trained with")
     module.load_state_dict(state)
-
-
-def load_run_weights(module: torch.nn.Module, run_dir: Path, weights: str = "online") -> None:
-    """Initialise `module` from the newest checkpoint of another run (e.g. reconstruction pre-training)."""
-    state = load_checkpoint(latest_checkpoint(Path(run_dir) / "checkpoints"))
-    saved = stored_config(state)
-    source = f"{run_dir} (a {saved['backbone']} run)" if saved and "backbone" in saved else run_dir
-    load_module_state(module, state[weights], source)

@@ -1,5 +1,5 @@
-"""`cmzoo train | pretrain | sample | render | edit | interpolate | eval | bench | report | backbones`: a thin
-shell over the Python API.
+"""`cmzoo train | pretrain | sample | render | edit | interpolate | eval | bench | report | backbones | recipes`:
+a thin shell over the Python API.
 
 Every user-facing failure, a usage error included, is a CmzooError: printed as one line, exit status 2
 (130 for an interrupted run, which has written a checkpoint to resume from).
@@ -11,14 +11,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 import torch
+from pydantic import BaseModel
 
 from cmzoo.engine.distances import DISTANCES
-from cmzoo.engine.recipes import RECIPES
 from cmzoo.errors import CmzooError, ConfigError, TrainingInterrupted
-from cmzoo.plugins import require
+from cmzoo.registry import list_recipes, require
+
+if TYPE_CHECKING:
+    from cmzoo.config import TrainConfig
+
+DEVICE_HELP = "auto (CUDA when available; the default), cpu, cuda, cuda:N"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -37,14 +42,16 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     return [parse_size(s) for s in text.split(",") if s.strip()]
 
 
-def parse_list(text: str | None, kind: type = str, flag: str = "value") -> list | None:
-    """'unet,dit' → ['unet', 'dit']; with kind=int, '32,64' → [32, 64]."""
-    if text is None:
-        return None
-    try:
-        return [kind(v.strip()) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"{flag} {text!r} is not a comma-separated list of {kind.__name__} values") from None
+def listed(kind: type = str, flag: str = "value") -> Callable[[str], list]:
+    """An option's type: 'unet,dit' → ['unet', 'dit']; with kind=int, '32,64' → [32, 64]."""
+
+    def parse(text: str) -> list:
+        try:
+            return [kind(v.strip()) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"{flag} {text!r} is not a comma-separated list of {kind.__name__} values") from None
+
+    return parse
 
 
 def parse_steps(values: Sequence[str]) -> int | list[float]:
@@ -58,18 +65,71 @@ def parse_steps(values: Sequence[str]) -> int | list[float]:
         raise ConfigError(f"--steps takes a step count or decreasing σ values, got {' '.join(values)}") from None
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
-    """`--set dim=256 depth=6` → {'dim': 256, 'depth': 6} (values parsed as JSON when they can be)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set takes FIELD=VALUE, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+def parse_field(pair: str) -> tuple[str, Any]:
+    """'dim=256' → ('dim', 256): the value parsed as JSON when it can be (a number, true, a list), else text."""
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set takes FIELD=VALUE, got {pair!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+class FieldValues(argparse.Action):
+    """`--set dim=256 depth=6` → {'dim': 256, 'depth': 6} (see `parse_field`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, dict(parse_field(pair) for pair in values))
+
+
+def given_fields(args: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
+    """The options given on the command line that are fields of `model` (an option not given is None):
+    a command's flags are named as its config's fields, so no field is copied by hand."""
+    return {name: value for name, value in vars(args).items() if name in model.model_fields and value is not None}
+
+
+class RecipeHelp(argparse.HelpFormatter):
+    """Fills {recipes} in an option's help with the installed recipes when the help is shown, so that the
+    plugins are not loaded at every start for it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help.replace("{recipes}", ", ".join(r.name for r in list_recipes()))
+
+
+def add_network_options(p: argparse.ArgumentParser) -> None:
+    """What `cmzoo train` and `pretrain` build and train on: the backbone, its preset and fields, the data."""
+    p.add_argument("--backbone", help="backbone name (`cmzoo backbones` lists them)")
+    p.add_argument("--preset", help="backbone preset, e.g. tiny or paper")
+    p.add_argument("--set", dest="backbone_overrides", nargs="+", action=FieldValues, metavar="FIELD=VALUE",
+                   help="override backbone config fields")
+    p.add_argument("--data", help="image folder, .npz, CIFAR-10 folder, or 'shapes' (default)")
+    p.add_argument("--resolution", type=int, help="the network's input size in px (default 32)")
+
+
+def add_run_dir_options(p: argparse.ArgumentParser, resume_help: str) -> None:
+    """Where `cmzoo train` and `pretrain` write, the config file their flags override, and --resume."""
+    p.add_argument("--out", help="run directory")
+    p.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
+    p.add_argument("--resume", metavar="RUN_DIR", help=resume_help)
+
+
+def add_run_options(p: argparse.ArgumentParser, out: str, run: str | None = "required", weights: bool = False,
+                    seed: bool = False, batch_size: bool = False) -> None:
+    """The options of the commands that use a trained run: --run (`run`: 'required', its help, or None for
+    none), --weights, --seed, --batch-size, --device and --out (`out`: its default file)."""
+    if run is not None:
+        required = run == "required"
+        p.add_argument("--run", required=required, metavar="RUN_DIR", help=None if required else run)
+    if weights:
+        p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
+    if seed:
+        p.add_argument("--seed", type=int, default=0)
+    if batch_size:
+        p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--out", default=out, metavar="FILE" + Path(out).suffix)
 
 
 def grid_paths(out: Path, sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, int], Path]:
@@ -79,48 +139,35 @@ def grid_paths(out: Path, sizes: Sequence[tuple[int, int]]) -> dict[tuple[int, i
     return {(h, w): out.with_name(f"{out.stem}_{h}x{w}{out.suffix}") for h, w in sizes}
 
 
-PRETRAIN_FIELDS = ("backbone", "preset", "data", "resolution", "render_resolution", "holdout", "sample_every", "steps",
-                   "batch_size", "lr", "lr_decay", "seed", "device", "out", "log", "checkpoint_every")
-
-
 # ---- subcommands ---------------------------------------------------------------------------------
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of `cmzoo train` or `pretrain`: the resumed run's own config (--resume) or the --config
+    file, with the options given on the command line over it."""
+    from cmzoo.config import TrainConfig, make_config
+    from cmzoo.rundir import RunDir
+
+    given = given_fields(args, TrainConfig)
+    if args.resume:
+        return make_config(**{**RunDir(args.resume).read_config().model_dump(), **given, "out": args.resume})
+    return make_config(args.config, **given)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from cmzoo.run import read_run_config
-    from cmzoo.config import make_config
     from cmzoo.train.trainer import train
 
-    given = dict(
-        backbone=args.backbone, preset=args.preset, recipe=args.recipe, data=args.data, resolution=args.resolution,
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer, out=args.out, seed=args.seed, device=args.device,
-        distance=args.distance, lpips_weights=args.lpips_weights, init_from=args.init_from,
-        boundary_scale=args.boundary_scale, warmup=args.warmup,
-        pretrain_steps=args.pretrain_steps,
-        class_conditional=args.class_conditional or None, sample_every=args.sample_every,
-        checkpoint_every=args.checkpoint_every, denoise_every=args.denoise_every,
-        keep_checkpoints=args.keep_checkpoints, grad_accum=args.grad_accum,
-        precision=args.precision, compile=args.compile or None, max_bad_steps=args.max_bad_steps, log=args.log,
-        backbone_overrides=parse_overrides(args.set) if args.set else None,
-    )
-    if args.resume:
-        base = read_run_config(Path(args.resume)).model_dump()
-        config = make_config(**{**base, **{k: v for k, v in given.items() if v is not None}, "out": args.resume})
-        run_dir = train(config, resume=True)
-    else:
-        run_dir = train(make_config(args.config, **given))
-    print(f"run written to {run_dir}")
+    run = train(train_config(args), resume=bool(args.resume))
+    print(f"run written to {run.directory}")
     return 0
 
 
 def add_train_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="consistency-train a backbone")
-    p.add_argument("--backbone", help="backbone name (`cmzoo backbones` lists them)")
-    p.add_argument("--preset", help="backbone preset, e.g. tiny or paper")
-    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
-    p.add_argument("--recipe", help=f"{', '.join(RECIPES)} (default: ect for the tiny preset, else ct)")
-    p.add_argument("--data", help="image folder, .npz, CIFAR-10 folder, or 'shapes' (default)")
-    p.add_argument("--resolution", type=int)
+    p = sub.add_parser("train", help="train a backbone with a recipe (consistency training, MeanFlow)",
+                       formatter_class=RecipeHelp)
+    add_network_options(p)
+    p.add_argument("--recipe", help="{recipes} (default: ect for the tiny preset, else ct; `cmzoo recipes` "
+                   "describes them)")
     p.add_argument("--steps", type=int, help="training steps K (the curriculum's length)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -131,9 +178,9 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lpips-weights", help="AlexNet weights file for LPIPS")
     p.add_argument("--boundary-scale", type=float, metavar="S", help="evaluate c_skip and c_out at "
                    "σ_min + S(σ − σ_min) (default: the recipe's; 1 is the paper's parameterisation)")
-    p.add_argument("--class-conditional", action="store_true", help="condition on the data set's labels")
+    p.add_argument("--class-conditional", action="store_true", default=None, help="condition on the data set's labels")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--sample-every", type=int, help="sample grids every this many steps (default: 200 for the "
                    "tiny preset, 5000 for others; 0: at the end)")
     p.add_argument("--checkpoint-every", type=int, help="default: 200 for the tiny preset, 10000 for others "
@@ -144,16 +191,14 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grad-accum", type=int, metavar="M", help="split each step's batch into M micro-batches")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="autocast precision (default "
                    "auto: bf16 on a GPU that supports it, else fp32)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the online and target forwards")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the online and target forwards")
     p.add_argument("--max-bad-steps", type=int, help="skip up to this many non-finite-loss steps (default 0)")
     p.add_argument("--init-from", metavar="RUN_DIR", help="start from the weights of another run (e.g. pretrain)")
     p.add_argument("--pretrain-steps", type=int, help="reconstruction pre-training steps run first "
                    "(function backbones; default min(500, 2 × steps) for the tiny preset from scratch, else 0)")
     p.add_argument("--log", choices=("jsonl", "tensorboard"), help="metrics.jsonl and PNG grids are always written; "
                    "tensorboard: event files in the run directory as well (pip install tensorboard)")
-    p.add_argument("--out", help="run directory")
-    p.add_argument("--config", metavar="FILE.toml", help="TrainConfig fields; flags override them")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its newest checkpoint")
+    add_run_dir_options(p, "continue a run from its newest checkpoint")
     p.set_defaults(handler=cmd_train)
 
 
@@ -185,16 +230,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def add_sample_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="generate images from a trained run")
-    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    add_run_options(p, "samples.png", weights=True, seed=True, batch_size=True)
     p.add_argument("--n", type=int, default=64)
     p.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sizes", help="function backbones: sizes to render, e.g. 32,64,128,96x48")
     p.add_argument("--save-functions", metavar="F.safetensors", help="function backbones: save the image functions")
-    p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--out", default="samples.png", metavar="FILE.png")
     p.set_defaults(handler=cmd_sample)
 
 
@@ -216,8 +256,7 @@ def add_render_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("render", help="render saved image functions at any size")
     p.add_argument("functions", metavar="F.safetensors")
     p.add_argument("--size", required=True, help="H or HxW, e.g. 512x256")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--out", default="render.png", metavar="FILE.png")
+    add_run_options(p, "render.png", run=None)
     p.set_defaults(handler=cmd_render)
 
 
@@ -237,7 +276,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
 
 def add_edit_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("edit", help="zero-shot inpainting or super-resolution with a trained run")
-    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    add_run_options(p, "edit.png", weights=True, seed=True)
     p.add_argument("--image", required=True, metavar="X.png", help="inpaint: the image (cropped to a square and "
                    "resized to the training size); superres: the low-resolution image, its side dividing the training size")
     p.add_argument("--task", required=True, choices=("inpaint", "superres"))
@@ -245,10 +284,6 @@ def add_edit_parser(sub: argparse._SubParsersAction) -> None:
                    "(grey levels thresholded at 0.5)")
     p.add_argument("--size", help="function backbones: output size H or HxW (default: the training size)")
     p.add_argument("--steps", nargs="+", help="a step count (default 8), or decreasing σ values")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--out", default="edit.png", metavar="FILE.png")
     p.set_defaults(handler=cmd_edit)
 
 
@@ -267,40 +302,24 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 def add_interpolate_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("interpolate", help="one-step samples from noise slerped between two seeds, as a strip")
-    p.add_argument("--run", required=True, metavar="RUN_DIR")
+    add_run_options(p, "interpolation.png", weights=True)
     p.add_argument("--seeds", required=True, nargs=2, type=int, metavar=("A", "B"), help="the end frames' seeds")
     p.add_argument("--frames", type=int, default=8, help="frames, both ends included (default 8)")
     p.add_argument("--size", help="function backbones: frame size H or HxW (default: the training size)")
-    p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    p.add_argument("--out", default="interpolation.png", metavar="FILE.png")
     p.set_defaults(handler=cmd_interpolate)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from cmzoo.config import make_config
-    from cmzoo.run import read_run_config
     from cmzoo.train.pretrain import pretrain
 
-    given = {k: getattr(args, k) for k in PRETRAIN_FIELDS}
-    given["backbone_overrides"] = parse_overrides(args.set) if args.set else None
-    if args.resume:
-        base = read_run_config(Path(args.resume)).model_dump()
-        config = make_config(**{**base, **{k: v for k, v in given.items() if v is not None}, "out": args.resume})
-        run_dir = pretrain(config, resume=True)
-    else:
-        run_dir = pretrain(make_config(args.config, **given))
+    run_dir = pretrain(train_config(args), resume=bool(args.resume))
     print(f"pre-training run written to {run_dir}; continue with `cmzoo train --init-from {run_dir}`")
     return 0
 
 
 def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretrain", help="reconstruction pre-training of a function backbone (paper §3.4)")
-    p.add_argument("--backbone", default=None)
-    p.add_argument("--preset")
-    p.add_argument("--set", nargs="+", metavar="FIELD=VALUE", help="override backbone config fields")
-    p.add_argument("--data")
-    p.add_argument("--resolution", type=int, help="input size (default 32)")
+    add_network_options(p)
     p.add_argument("--render-resolution", type=int, metavar="R",
                    help="supervise the functions at R px (above the input size; the data must have R px)")
     p.add_argument("--holdout", type=int, metavar="N", help="last N images never trained on; their PSNR is "
@@ -312,20 +331,20 @@ def add_pretrain_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-decay", type=float, metavar="FRACTION",
                    help="let the learning rate fall linearly to 0 over this last fraction of the steps (default 0)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--log", choices=("jsonl", "tensorboard"),
                    help="metrics.jsonl is always written; tensorboard: event files in the run directory as well")
     p.add_argument("--checkpoint-every", type=int, help="checkpoint every this many steps (default 200; 0: only at "
                    "the end); Ctrl-C or SIGTERM also writes one")
-    p.add_argument("--out")
-    p.add_argument("--config", metavar="FILE.toml")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a pre-training run from its newest checkpoint")
+    add_run_dir_options(p, "continue a pre-training run from its newest checkpoint")
     p.set_defaults(handler=cmd_pretrain)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from cmzoo.files import check_destination, write_text
-    from cmzoo.metrics.evaluate import EvalResult, evaluate_image_source, evaluate_run, record_evaluation
+    from cmzoo.metrics.evaluate import EvalResult
+    from cmzoo.run import load_run
+    from cmzoo.scoring import evaluate_image_source, evaluate_run, record_evaluation
 
     if (args.run is None) == (args.images is None):
         raise ConfigError("cmzoo eval takes exactly one of --run RUN_DIR or --images FOLDER_OR_NPZ")
@@ -338,9 +357,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = check_destination(args.out, "evaluation results")
     check_destination(out.with_suffix(".md"), "evaluation table")
     steps = parse_steps(args.steps)
-    if args.run:
-        result = evaluate_run(args.run, args.data, args.n, size, args.batch_size, steps, args.seed, args.device,
-                              args.inception_weights, args.n_reference, record=False)
+    run = load_run(args.run, device=args.device) if args.run else None
+    if run:
+        result = evaluate_run(run, args.data, args.n, size, args.batch_size, steps, args.seed, args.inception_weights,
+                              args.n_reference, record=False)
     else:
         result = evaluate_image_source(args.images, args.data, size, args.batch_size, args.device,
                                        args.inception_weights, args.n_reference)
@@ -349,26 +369,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     kept = "; the numbers are printed above"
     write_text(out, result.to_json(), "evaluation results", kept)
     write_text(out.with_suffix(".md"), table + "\n", "evaluation table", kept)
-    if args.run:
-        record_evaluation(args.run, result, steps, size)
+    if run:
+        record_evaluation(run, result, steps, size)
     print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 
 
 def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="FID, sFID, precision/recall, KID (and IS) of a run or of images")
-    p.add_argument("--run", metavar="RUN_DIR", help="generate samples from this run")
+    add_run_options(p, "eval.json", run="generate samples from this run", seed=True, batch_size=True)
     p.add_argument("--images", metavar="FOLDER_OR_NPZ", help="score these images instead")
     p.add_argument("--data", required=True, help="reference data (folder, .npz, CIFAR-10 folder)")
     p.add_argument("--n", type=int, default=50_000, help="samples to generate (paper: 50,000)")
     p.add_argument("--n-reference", type=int, help="use only the first N reference images (default: all)")
     p.add_argument("--size", help="evaluation size N or NxN (default: the run's resolution)")
     p.add_argument("--steps", nargs="+", default=["1"], help="a step count, or decreasing σ values")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     p.add_argument("--inception-weights", help="torch-fidelity Inception weights file, for IS")
-    p.add_argument("--out", default="eval.json", metavar="FILE.json")
     p.set_defaults(handler=cmd_eval)
 
 
@@ -376,7 +392,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from cmzoo.plugins import list_backbones, plugin_problems
+    from cmzoo.registry import list_backbones, plugin_problems
 
     table = Table(title="installed backbones")
     for column in ("name", "plugin", "capabilities", "presets", "description"):
@@ -384,6 +400,24 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     for spec in list_backbones():
         table.add_row(spec.name, spec.plugin, ", ".join(spec.capabilities.names()) or "-",
                       ", ".join(spec.presets), spec.description)
+    console = Console()
+    console.print(table)
+    for problem in plugin_problems():
+        console.print(f"[yellow]problem:[/] {problem}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cmzoo.registry import plugin_problems
+
+    table = Table(title="installed recipes")
+    for column in ("name", "plugin", "needs", "description"):
+        table.add_column(column)
+    for recipe in list_recipes():
+        table.add_row(recipe.name, recipe.plugin, ", ".join(recipe.requires) or "-", recipe.description)
     console = Console()
     console.print(table)
     for problem in plugin_problems():
@@ -399,37 +433,30 @@ def add_backbones_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_backbones)
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from cmzoo.bench import make_bench_config, run_bench
+def add_recipes_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("recipes", help="list installed training recipes and the backbone capabilities they need")
+    p.set_defaults(handler=cmd_recipes)
 
-    config = make_bench_config(
-        args.config, backbones=parse_list(args.backbones), preset=args.preset, device=args.device,
-        resolutions=parse_list(args.resolutions, int, "--resolutions"), batch_size=args.batch_size,
-        only=parse_list(args.only),
-        precision=args.precision, compile=args.compile or None, warmup=args.warmup, repeats=args.repeats,
-        multires_base=args.multires_base, out=args.out, seed=args.seed, data=args.data,
-        quality_resolution=args.quality_resolution, steps=args.steps, seconds=args.seconds,
-        quality_batch_size=args.quality_batch_size, recipe=args.recipe, n_eval=args.n_eval,
-        n_reference=args.n_reference, minutes=parse_list(args.minutes, float, "--minutes"),
-        train_overrides=parse_overrides(args.train_set) if args.train_set else None,
-        steps_per_minute=parse_overrides(args.steps_per_minute) if args.steps_per_minute else None,
-    )
-    result = run_bench(config)
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cmzoo.bench import BenchConfig, make_bench_config, run_bench
+
+    result = run_bench(make_bench_config(args.config, **given_fields(args, BenchConfig)))
     print(f"wrote {', '.join(str(p) for p in result.files)}")
     return 0
 
 
 def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="compare backbones: parameters, FLOPs, train/inference speed, memory, quality")
-    p.add_argument("--backbones", help="comma-separated (default: unet,uvit,dit,func)")
+    p.add_argument("--backbones", type=listed(), help="comma-separated (default: unet,uvit,dit,func)")
     p.add_argument("--preset", help="backbone preset for every backbone (default tiny; the paper's: paper)")
-    p.add_argument("--resolutions", help="comma-separated px (default 32,64,128)")
-    p.add_argument("--only", help="figures, comma-separated: params,train,infer,multires,quality,convergence "
+    p.add_argument("--resolutions", type=listed(int, "--resolutions"), help="comma-separated px (default 32,64,128)")
+    p.add_argument("--only", type=listed(), help="figures, comma-separated: params,train,infer,multires,quality,convergence "
                                   "(default: all but quality and convergence, which train every backbone)")
-    p.add_argument("--device", help="auto (CUDA when available; the default), cpu, cuda, cuda:N")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--batch-size", type=int, help="per training step and per inference call (default 8)")
     p.add_argument("--precision", choices=("fp32", "bf16"), help="autocast precision (default fp32)")
-    p.add_argument("--compile", action="store_true", help="time torch.compile'd models")
+    p.add_argument("--compile", action="store_true", default=None, help="time torch.compile'd models")
     p.add_argument("--warmup", type=int, help="untimed calls before timing (default 2)")
     p.add_argument("--repeats", type=int, help="timed repetitions; the median is reported (default 5)")
     p.add_argument("--multires-base", type=int, help="function backbones' training size for multires (default 64)")
@@ -442,10 +469,10 @@ def add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", help="quality and train: recipe (default: the preset's)")
     p.add_argument("--n-eval", type=int, help="quality: one-step samples scored per backbone (default 1000)")
     p.add_argument("--n-reference", type=int, help="quality: reference images (default: all)")
-    p.add_argument("--minutes", help="convergence: training minutes at which to score, e.g. 5,10,20,40")
-    p.add_argument("--steps-per-minute", nargs="+", metavar="BACKBONE=RATE",
+    p.add_argument("--minutes", type=listed(float, "--minutes"), help="convergence: training minutes at which to score, e.g. 5,10,20,40")
+    p.add_argument("--steps-per-minute", nargs="+", action=FieldValues, metavar="BACKBONE=RATE",
                    help="convergence: pin the step rates instead of timing a few steps, e.g. func=354 dit=556")
-    p.add_argument("--train-set", nargs="+", metavar="FIELD=VALUE",
+    p.add_argument("--train-set", dest="train_overrides", nargs="+", action=FieldValues, metavar="FIELD=VALUE",
                    help="quality and convergence: train config fields for every run, e.g. boundary_scale=10")
     p.add_argument("--out", help="results folder (default runs/bench)")
     p.add_argument("--config", metavar="FILE.toml", help="BenchConfig fields; flags override them")
@@ -479,7 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="cmzoo", description="Consistency models with swappable backbones.")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_train_parser, add_sample_parser, add_render_parser, add_edit_parser, add_interpolate_parser,
-                add_pretrain_parser, add_eval_parser, add_bench_parser, add_report_parser, add_backbones_parser):
+                add_pretrain_parser, add_eval_parser, add_bench_parser, add_report_parser, add_backbones_parser,
+                add_recipes_parser):
         add(sub)
     return parser
 

@@ -10,9 +10,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from cmzoo.backbone import validation_message
 from cmzoo.engine.distances import check_distance, lpips_available
-from cmzoo.engine.recipes import RECIPES, get_recipe
 from cmzoo.errors import ConfigError
 from cmzoo.files import read_text
+from cmzoo.registry import get_recipe
 
 DEFAULT_BACKBONE = "func"  # the paper's image-function generator
 # Minutes of CPU: a function backbone's decoder needs ~500 steps to leave its flat-colour plateau, which
@@ -40,7 +40,7 @@ class TrainConfig(BaseModel):
     backbone: str = DEFAULT_BACKBONE
     preset: str = "tiny"
     backbone_overrides: dict[str, Any] = Field(default_factory=dict)
-    recipe: str | None = None  # None: `ect` for the tiny preset (CPU default), else the paper's `ct`
+    recipe: str | None = None  # an installed recipe (`cmzoo recipes`); None: `ect` for the tiny preset (CPU default), else the paper's `ct`
     distance: Annotated[str, AfterValidator(check_distance)] | None = None  # None: the recipe's
     lpips_weights: str | None = None
     data: str | None = None  # None: the procedural `shapes` set
@@ -90,10 +90,15 @@ class TrainConfig(BaseModel):
     render_resolution: int | None = Field(None, ge=4)
     lr_decay: float = Field(0.0, ge=0, le=1)
 
+    @property
+    def recipe_name(self) -> str:
+        """The recipe, or the preset's default when unset (a pre-training run's config leaves it unset)."""
+        return self.recipe or (CPU_RECIPE if self.preset == "tiny" else "ct")
+
     def resolved(self) -> tuple["TrainConfig", list[str]]:
         """A copy with every `None` filled in from the recipe, and the notices to show the user."""
         notices = []
-        recipe = self.recipe or (CPU_RECIPE if self.preset == "tiny" else "ct")
+        recipe = self.recipe_name
         r = get_recipe(recipe)
         distance = self.distance or r.distance
         if distance == "lpips" and self.distance is None and not lpips_available(self.lpips_weights):
@@ -102,6 +107,9 @@ class TrainConfig(BaseModel):
                 "using pseudo_huber instead"
             )
             distance = "pseudo_huber"
+        if r.distances is not None and distance not in r.distances:
+            raise ConfigError(f"recipe {recipe!r} compares with {', '.join(r.distances)} only, not {distance!r}; "
+                              "leave distance unset")
         periodic = PERIODIC["tiny" if self.preset == "tiny" else "other"]
         updates = dict(
             **{k: v if getattr(self, k) is None else getattr(self, k) for k, v in periodic.items()},
@@ -148,4 +156,4 @@ def make_config(file: str | Path | None = None, **overrides: Any) -> TrainConfig
     return config_from(TrainConfig, "train config", file, overrides)
 
 
-__all__ = ["RECIPES", "TrainConfig", "make_config"]
+__all__ = ["TrainConfig", "make_config"]

@@ -17,20 +17,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from cmzoo.data.sources import resize_square
-from cmzoo.engine.editing import (
-    INPAINTING,
-    LinearTransform,
-    edit_at_sizes,
-    edit_sample,
-    slerp_frames,
-    superres_mask,
-    superres_transform,
-)
-from cmzoo.engine.parameterization import SIGMA_MAX
-from cmzoo.engine.sampling import Size
+from cmzoo.data import from_uint8, resize_square
+from cmzoo.engine.editing import INPAINTING, LinearTransform, slerp_frames, superres_mask, superres_transform
+from cmzoo.engine.parameterization import ConsistencyFunction
+from cmzoo.engine.sampling import Size, edit_at_sizes, edit_sample, sigma_schedule
 from cmzoo.errors import ConfigError, DataError
-from cmzoo.run import Run, require_sizes, sample_batch, sigma_schedule
+from cmzoo.run import Run, require_sizes, sample_batch
 
 Task = Literal["inpaint", "superres"]
 TASKS = get_args(Task)
@@ -57,11 +49,6 @@ def read_image(source: ImageSource, what: str = "image", mode: str = "RGB") -> t
     return t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None].contiguous()
 
 
-def to_unit_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] → float [-1, 1], as training data."""
-    return images.float() / 127.5 - 1
-
-
 def colour_mode(channels: int) -> str:
     """The PIL mode that reads an image with `channels` channels (1: greyscale)."""
     return "L" if channels == 1 else "RGB"
@@ -76,7 +63,7 @@ def inpainting_inputs(image: ImageSource, mask: ImageSource | None, resolution: 
     if omega.shape[-2:] != pixels.shape[-2:]:
         raise DataError(f"mask {_name(mask)} is {_wxh(omega)} px but image {_name(image)} is {_wxh(pixels)} px; "
                         "give a mask of the image's size")
-    reference = to_unit_range(resize_square(pixels, resolution))
+    reference = from_uint8(resize_square(pixels, resolution))
     return reference, (resize_square(omega, resolution) >= 128).float()
 
 
@@ -90,7 +77,7 @@ def superres_inputs(image: ImageSource, resolution: int,
         raise DataError(f"super-resolution input {_name(image)} is {_wxh(low)} px; give a square image whose side "
                         f"divides the training size {resolution} (one of {', '.join(map(str, sides))})")
     patch = resolution // side
-    reference = to_unit_range(low).repeat_interleave(patch, -2).repeat_interleave(patch, -1)
+    reference = from_uint8(low).repeat_interleave(patch, -2).repeat_interleave(patch, -1)
     return reference, superres_mask(patch), superres_transform(patch)
 
 
@@ -110,6 +97,9 @@ def edit(
         raise ConfigError(f"unknown editing task {task!r}; choose one of {', '.join(TASKS)}")
     if task == "superres" and mask is not None:
         raise ConfigError("--mask is for inpainting; super-resolution takes only the low-resolution image")
+    if not isinstance(run.model, ConsistencyFunction):
+        raise ConfigError(f"zero-shot editing (CM Algorithm 4) needs a consistency model, and this run was trained "
+                          f"with recipe {run.config.recipe!r}; edit with a run of a consistency recipe (e.g. ect)")
     res = run.resolution
     size = tuple(size) if size else (res, res)
     require_sizes(run, [size], f"editing at {size[0]}×{size[1]}")
@@ -124,9 +114,10 @@ def edit(
     generator = torch.Generator().manual_seed(seed)
     labels = _class_zero(run, 1, device)
     if size == (res, res):
-        out = edit_sample(run.model, reference, omega, sigmas, transform, labels, generator)
+        out = edit_sample(run.model, reference, sigmas, labels, generator, mask=omega, transform=transform)
     else:
-        out = edit_at_sizes(run.model, reference, omega, sigmas, [size], transform, labels, generator)[0][size]
+        out = edit_at_sizes(run.model, reference, sigmas, labels, generator, mask=omega, sizes=[size],
+                            transform=transform)[0][size]
     return out.clamp(-1, 1).cpu()
 
 
@@ -142,7 +133,7 @@ def interpolate(run: Run, seed_a: int, seed_b: int, frames: int = 8, size: Size 
     z_a, z_b = (torch.randn(1, run.channels, res, res, generator=torch.Generator().manual_seed(s)) for s in (seed_a, seed_b))
     device = next(run.model.parameters()).device
     noise = slerp_frames(z_a, z_b, frames).to(device)
-    images, _ = sample_batch(run, noise, [SIGMA_MAX], [size], _class_zero(run, frames, device))
+    images, _ = sample_batch(run, noise, run.recipe.schedule(1), [size], _class_zero(run, frames, device))
     return images[size].clamp(-1, 1).cpu()
 
 

@@ -153,6 +153,7 @@ class PatchTransformer(nn.Module):
         self.extra_tokens = extra_tokens
         self.x_embedder = PatchEmbed(resolution, self.patch_size, channels, config.dim)
         self.t_embedder = NoiseEmbedder(config.dim) if noise_mlp else None
+        self.t2_embedder: NoiseEmbedder | None = None  # see add_second_time_input
         self.y_embedder = nn.Embedding(num_classes, config.dim) if num_classes else None
         # The patches' positions start at DiT's 2-D sin-cos values, the extra tokens' at zero.
         pos = F.pad(build_sincos2d_pos_embed([self.grid, self.grid], config.dim)[None], (0, 0, extra_tokens, 0))
@@ -165,9 +166,23 @@ class PatchTransformer(nn.Module):
         """Patch tokens of images (B, C, H, W) plus their positions: (B, T, D), T = grid²."""
         return self.x_embedder(x) + self.pos_embed[:, self.extra_tokens :].to(x.dtype)
 
-    def condition(self, c_noise: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """Noise embedding (+ label embedding when class-conditional and labels are given): (B, D)."""
+    def add_second_time_input(self) -> None:
+        """A second noise embedding, summed into the condition; its last layer starts at zero, so the network
+        computes what it did before until training moves it (capability ``second_time_input``)."""
+        embedder = NoiseEmbedder(self.t_embedder.mlp[0].out_features).to(self.t_embedder.mlp[0].weight)
+        nn.init.normal_(embedder.mlp[0].weight, std=0.02)
+        nn.init.zeros_(embedder.mlp[0].bias)
+        nn.init.zeros_(embedder.mlp[2].weight)
+        nn.init.zeros_(embedder.mlp[2].bias)
+        self.t2_embedder = embedder
+
+    def condition(self, c_noise: torch.Tensor, labels: torch.Tensor | None,
+                  c_noise_2: torch.Tensor | None = None) -> torch.Tensor:
+        """Noise embedding (+ the second one's when given, + label embedding when class-conditional and labels
+        are given): (B, D)."""
         c = self.t_embedder(c_noise)
+        if c_noise_2 is not None:
+            c = c + self.t2_embedder(c_noise_2)
         if self.y_embedder is not None and labels is not None:
             c = c + self.y_embedder(labels)
         return c

@@ -3,108 +3,64 @@ functions. The CLI's `sample` and `render` are thin shells over these functions.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
-from pydantic import ValidationError
+from torch import nn
 
-from cmzoo.backbone import BackboneSpec, ImageFunction, validation_message
 import cmzoo.checkpoint as checkpoint
-from cmzoo.config import DEFAULT_BACKBONE, TrainConfig
+from cmzoo.backbone import BackboneSpec, ImageFunction
+from cmzoo.config import TrainConfig
 from cmzoo.data import to_uint8
 from cmzoo.device import resolve_device
-from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
-from cmzoo.engine.sampling import Size, check_sigmas, multistep_sample, sample_at_sizes
-from cmzoo.engine.schedules import karras_sigmas
+from cmzoo.engine.recipes import Recipe
+from cmzoo.engine.sampling import Size
 from cmzoo.errors import CheckpointError, ConfigError
-from cmzoo.files import read_json
-from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
+from cmzoo.registry import build_backbone, get_backbone, get_recipe, require
+from cmzoo.rundir import RunDir, check_same_network
 
 Weights = Literal["ema", "online", "target"]
 # px per side of any rendered or sampled image: one 4096×4096 RGB image is 200 MB in fp32, and a
 # size typed with a digit too many must fail at once instead of trying to allocate hundreds of GB.
 MAX_SIDE = 4096
-# The fields that decide a network's parameters: weights only load into a network built from the same.
-NETWORK_FIELDS = ("backbone", "preset", "backbone_overrides", "resolution", "class_conditional")
-RESUME_FIX = "resume with the run's own backbone, preset and --set fields, or give a new --out"
 
 
 @dataclass
 class Run:
-    """A trained consistency model loaded from a run directory."""
+    """A trained model (a consistency function, or the recipe's own): loaded from a run directory, or as
+    `train` returns it."""
 
-    model: ConsistencyFunction
+    model: nn.Module
     config: TrainConfig
     spec: BackboneSpec
     step: int
     num_classes: int | None
     channels: int = 3
+    directory: Path | None = None  # the run directory it was trained in or loaded from
 
     @property
     def resolution(self) -> int:
         return self.config.resolution
 
-
-def read_run_config(run_dir: str | Path) -> TrainConfig:
-    """The config.json of a run directory; a missing, damaged or incomplete one is one CheckpointError line."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise CheckpointError(f"{run_dir} is not a cmzoo run directory (no config.json); give the --out of `cmzoo train`")
-    fields = read_json(path, "run config", CheckpointError)
-    if not isinstance(fields, dict):
-        raise CheckpointError(f"{path} is not a run config (a JSON object of TrainConfig fields); restore the file")
-    if "backbone" not in fields:  # the default would silently build another network
-        held = saved_backbone(Path(run_dir))
-        holds = f"; its checkpoints hold {held} weights" if held else ""
-        raise CheckpointError(f"{path} names no backbone (its field 'backbone' is missing){holds}: add it back, "
-                              f'e.g. "backbone": "{held or DEFAULT_BACKBONE}"')
-    try:
-        return TrainConfig.model_validate(fields)
-    except ValidationError as err:
-        raise CheckpointError(f"{path} is not a valid run config: {validation_message(err)}") from None
-
-
-def saved_backbone(run_dir: Path) -> str | None:
-    """The backbone named beside the weights of a run's newest checkpoint (None when that cannot be told)."""
-    try:
-        saved = checkpoint.header_config(checkpoint.latest_checkpoint(run_dir / "checkpoints"))
-    except (CheckpointError, OSError, ValueError):
-        return None
-    return saved.get("backbone") if saved else None
-
-
-def check_same_network(saved: dict[str, Any] | None, config: TrainConfig, holder: str, asker: str, fix: str) -> None:
-    """Refuse weights saved for another network than `config` builds, in one line: "`holder` holds func
-    weights, but `asker` says dit; `fix`". `saved` is the config stored beside the weights (None for
-    checkpoints written without one, which are not checked)."""
-    if saved is None:
-        return
-    ours = config.model_dump(mode="json")
-    differ = [f for f in NETWORK_FIELDS if saved.get(f, ours[f]) != ours[f]]
-    if not differ:
-        return
-    if differ[0] == "backbone":
-        held, asked = saved["backbone"], ours["backbone"]
-    else:
-        held, asked = (c["backbone"] + " (" + ", ".join(f"{f} {json.dumps(c.get(f))}" for f in differ) + ")"
-                       for c in (saved, ours))
-    raise CheckpointError(f"{holder} holds {held} weights, but {asker} says {asked}; {fix}")
+    @property
+    def recipe(self) -> Recipe:
+        """The recipe it was trained with, which samples it."""
+        return get_recipe(self.config.recipe_name)
 
 
 def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.device = "auto",
              checkpoint_path: str | Path | None = None) -> Run:
     """Rebuild the backbone of `run_dir` and load the `weights` of its newest (or given) checkpoint onto
     `device` (auto: CUDA when available)."""
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    path = Path(checkpoint_path) if checkpoint_path else checkpoint.latest_checkpoint(run_dir / "checkpoints")
+    run_dir = RunDir(run_dir)
+    config = run_dir.read_config()
+    path = Path(checkpoint_path) if checkpoint_path else run_dir.latest_checkpoint()
     state = checkpoint.load_checkpoint(path)
     check_same_network(checkpoint.stored_config(state), config, f"run {run_dir} ({path.name})",
-                       f"its {run_dir / 'config.json'}", "restore the config's fields to those of its weights")
+                       f"its {run_dir.config_file}", "restore the config's fields to those of its weights")
     if weights not in state:
         kept = [w for w in ("ema", "online", "target") if w in state]
         raise CheckpointError(f"{path} holds no {weights!r} weights (a reconstruction pre-training run keeps only "
@@ -115,22 +71,11 @@ def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.
     channels = int(state.get("channels", 3))  # checkpoints before channels were stored are RGB
     net = build_backbone(spec, spec.make_config(config.preset, **config.backbone_overrides), config.resolution, channels,
                          num_classes)
-    checkpoint.load_module_state(net, net_state, path)
     # A run written before boundary_scale existed has none: it was trained with the paper's scalings.
-    model = ConsistencyFunction(net, boundary_scale=config.boundary_scale or 1.0)
+    model = get_recipe(config.recipe_name).model(net, spec.capabilities.function_output, config.boundary_scale or 1.0)
+    checkpoint.load_module_state(model.net, net_state, path)  # after the wrapper, which may add to the network
     model = model.to(resolve_device(device)).eval().requires_grad_(False)
-    return Run(model, config, spec, int(state["step"]), num_classes, channels)
-
-
-def sigma_schedule(steps: int | Sequence[float]) -> list[float]:
-    """An explicit decreasing σ list, or n steps: the n largest points of an (n+1)-point Karras grid."""
-    if isinstance(steps, int):
-        if steps < 1:
-            raise ConfigError(f"--steps must be ≥ 1, got {steps}")
-        return [SIGMA_MAX] if steps == 1 else karras_sigmas(steps + 1).flip(0)[:steps].tolist()
-    sigmas = [float(s) for s in steps]
-    check_sigmas(sigmas)
-    return sigmas
+    return Run(model, config, spec, int(state["step"]), num_classes, channels, run_dir.path)
 
 
 @torch.no_grad()
@@ -155,7 +100,7 @@ def generate(
     res = run.resolution
     sizes = list(sizes) if sizes else [(res, res)]
     require_sizes(run, sizes, f"sampling at sizes {sizes}")
-    sigmas = sigma_schedule(steps)
+    schedule = run.recipe.schedule(steps)
     device = next(run.model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     if labels is None and run.num_classes:
@@ -163,13 +108,13 @@ def generate(
     dtype = torch.uint8 if uint8 else torch.float32
     out = {s: torch.empty(n, run.channels, *s, dtype=dtype) for s in sizes}
     kept = []  # a function is about 1 MiB per image at the paper preset: kept only when asked
-    with progress_bar(f"sampling {len(sigmas)}-step", transient=True, disable=not progress) as bar:
+    with progress_bar(f"sampling {len(schedule)}-step", transient=True, disable=not progress) as bar:
         task = bar.add_task("sampling", total=n)
         for start in range(0, n, batch_size):
             b = min(batch_size, n - start)
             noise = torch.randn(b, run.channels, res, res, generator=generator).to(device)
             y = labels[start : start + b].to(device) if labels is not None else None
-            images, fn = sample_batch(run, noise, sigmas, sizes, y, generator)
+            images, fn = sample_batch(run, noise, schedule, sizes, y, generator)
             if functions and fn is not None:
                 kept.append(fn.to("cpu"))
             for s in sizes:
@@ -182,15 +127,15 @@ def generate(
 def sample_batch(
     run: Run,
     noise: torch.Tensor,
-    sigmas: Sequence[float],
+    schedule: Sequence[float],
     sizes: Sequence[Size],
     labels: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[dict[Size, torch.Tensor], ImageFunction | None]:
-    """Unclamped samples from `noise` at each size; function backbones also return their functions."""
-    if run.spec.capabilities.function_output:
-        return sample_at_sizes(run.model, noise, sizes, sigmas, labels, generator)
-    return {(run.resolution, run.resolution): multistep_sample(run.model, noise, sigmas, labels, generator)}, None
+    """Unclamped samples from `noise` at each size by the run's recipe (`schedule`: its `schedule(steps)`);
+    function backbones also return their functions."""
+    return run.recipe.sample(run.model, noise, schedule, labels, generator, sizes=sizes,
+                             function_output=run.spec.capabilities.function_output)
 
 
 def check_count(value: int, name: str, minimum: int = 1) -> int:

@@ -1,13 +1,16 @@
-"""The backbone conformance helper: checks a backbone against the contract and its declared
-capabilities. Plugin authors run it in their own tests::
+"""The conformance helpers: a backbone against the contract and its declared capabilities, a recipe
+against the recipe contract. Plugin authors run them in their own tests::
 
-    from cmzoo.testing import check_backbone
+    from cmzoo.testing import check_backbone, check_recipe
     def test_my_backbone():
         check_backbone("mine")
+    def test_my_recipe():
+        check_recipe("mine", backbone="dit")
 """
 
 from __future__ import annotations
 
+import copy
 import types
 import typing
 
@@ -18,7 +21,8 @@ from cmzoo.engine.distances import l2
 from cmzoo.engine.ema import frozen_copy
 from cmzoo.engine.loss import consistency_loss
 from cmzoo.engine.parameterization import ConsistencyFunction, c_noise
-from cmzoo.plugins import build_backbone, get_backbone
+from cmzoo.engine.recipes import Recipe
+from cmzoo.registry import build_backbone, check_pairing, get_backbone, get_recipe
 
 
 def check_backbone(name: str | BackboneSpec, preset: str = "tiny", resolution: int = 32, batch: int = 2) -> None:
@@ -60,7 +64,22 @@ def check_backbone(name: str | BackboneSpec, preset: str = "tiny", resolution: i
         with torch.no_grad():
             shape = net.reconstruct(x.clamp(-1, 1)).render(resolution, resolution).shape
         assert shape == x.shape, f"{spec.name}: reconstruct(x).render gave {tuple(shape)}"
+    if spec.capabilities.second_time_input:
+        check_second_time_input(spec, copy.deepcopy(net), x, cn, labels)
     check_training_step(spec, net, x, labels)
+
+
+def check_second_time_input(spec: BackboneSpec, net: torch.nn.Module, x: torch.Tensor, cn: torch.Tensor,
+                            labels: torch.Tensor | None) -> None:
+    """add_second_time_input() leaves the output as it was; then forward (and predict_function) take c_noise_2."""
+    with torch.no_grad():
+        before = net(x, cn, labels)
+        net.add_second_time_input()
+        after = net(x, cn, labels, c_noise_2=cn / 2)
+        if spec.capabilities.function_output:
+            rendered = net.predict_function(x, cn, labels, c_noise_2=cn / 2).render(*x.shape[-2:])
+            torch.testing.assert_close(rendered, after, msg=f"{spec.name}: forward must equal the render")
+    torch.testing.assert_close(after, before, msg=f"{spec.name}: the second time input's embedding must start at 0")
 
 
 def check_config_bounds(spec: BackboneSpec) -> None:
@@ -98,3 +117,46 @@ def check_training_step(spec: BackboneSpec, net: torch.nn.Module, x: torch.Tenso
     optimizer.step()
     changed = sum(not torch.equal(b, p) for b, p in zip(before, online.parameters()))
     assert changed > 0, f"{spec.name}: a training step changed no parameter"
+
+
+def check_recipe(recipe: str | Recipe, backbone: str = "dit", steps: int = 4, resolution: int = 16,
+                 batch: int = 4) -> None:
+    """Assert the recipe contract on a tiny `backbone`: a name and a one-line description, the capabilities it
+    requires; finite pairs of the batch's size at the first and last step, with 0 ≤ μ < 1; a finite loss
+    whose step changes the weights; finite one- and two-step samples of the data's shape."""
+    recipe = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
+    assert recipe.name and recipe.description and "\n" not in recipe.description, \
+        f"recipe {recipe.name!r}: give it a name and a one-line description"
+    spec = get_backbone(backbone)
+    check_pairing(recipe, spec)
+    torch.manual_seed(0)
+    function_output = spec.capabilities.function_output
+    online = recipe.model(build_backbone(spec, spec.make_config("tiny"), resolution), function_output)
+    target = frozen_copy(online)
+    optimizer = torch.optim.Adam(online.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, resolution, resolution, generator=generator) * 2 - 1
+    for k in (0, steps - 1):
+        pairs = recipe.pairs(k, steps, batch, generator)
+        for name, t in (("sigma", pairs.sigma), ("sigma_next", pairs.sigma_next), ("weight", pairs.weight)):
+            assert t.shape == (batch,) and torch.isfinite(t).all(), f"recipe {recipe.name!r}: bad {name} at step {k}"
+        assert 0 <= pairs.target_ema < 1, f"recipe {recipe.name!r}: target EMA {pairs.target_ema} outside [0, 1)"
+        assert "\n" not in recipe.schedule_text(pairs.schedule), f"recipe {recipe.name!r}: schedule_text is one line"
+        before = [p.detach().clone() for p in online.parameters()]
+        online.train()
+        optimizer.zero_grad()
+        loss = recipe.loss(online, target, x, pairs, torch.randn(x.shape, generator=generator), l2, None)
+        assert torch.isfinite(loss), f"recipe {recipe.name!r}: non-finite loss at step {k}"
+        loss.backward()
+        optimizer.step()
+        assert any(not torch.equal(b, p) for b, p in zip(before, online.parameters())), \
+            f"recipe {recipe.name!r}: a training step changed no parameter"
+    assert "\n" not in recipe.summary(), f"recipe {recipe.name!r}: summary is one line"
+    online.eval()
+    with torch.no_grad():
+        for n in (1, 2):
+            images, _ = recipe.sample(online, torch.randn(x.shape, generator=generator), recipe.schedule(n),
+                                      sizes=[(resolution, resolution)], function_output=function_output)
+            image = images[(resolution, resolution)]
+            assert image.shape == x.shape and torch.isfinite(image).all(), \
+                f"recipe {recipe.name!r}: its {n}-step samples are not finite images of the data's shape"

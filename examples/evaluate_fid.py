@@ -47,12 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.run:
         shutil.rmtree(out / "run", ignore_errors=True)  # the example's own run directory: start it over
     try:
-        run_dir = args.run or train(
+        run = load_run(args.run) if args.run else train(
             backbone=args.backbone, preset=args.preset, data=args.data, resolution=args.resolution,
             steps=args.steps, batch_size=args.batch_size, seed=args.seed, out=str(out / "run"),
             sample_every=0, checkpoint_every=0,
         )
-        run = load_run(run_dir)
         images, _ = generate(run, n=args.n, steps=args.sample_steps, seed=args.seed)
         samples = images[(run.resolution, run.resolution)]
         save_grid(samples, out / "samples.png")

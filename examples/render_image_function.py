@@ -19,7 +19,7 @@ import torch
 
 import cmzoo
 from cmzoo.grids import save_grid
-from cmzoo.run import generate, load_image_function, load_run
+from cmzoo.run import generate, load_image_function
 from cmzoo.train import make_config, train
 from cmzoo.train.pretrain import pretrain
 
@@ -61,11 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     init_from = None
     if args.pretrain_steps:
         init_from = str(pretrain(make_config(**common, steps=args.pretrain_steps, out=str(out / "pretrain"))))
-    run_dir = train(**common, steps=args.steps, init_from=init_from, out=str(out / "run"), sample_every=0,
-                    checkpoint_every=0)
+    run = train(**common, steps=args.steps, init_from=init_from, out=str(out / "run"), sample_every=0,
+                checkpoint_every=0)
 
     # 2. One-step samples: one function per image, rendered at every size (paper App. D.3).
-    run = load_run(run_dir)
     images, functions = generate(run, n=args.n, steps=1, seed=args.seed, sizes=args.sizes, functions=True)
     for (h, w), batch in images.items():
         print(f"wrote {save_grid(batch, out / f'samples_{h}x{w}.png')}  {tuple(batch.shape)}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import cmzoo
 from cmzoo.grids import save_grid
-from cmzoo.run import generate, load_run
+from cmzoo.run import generate
 from cmzoo.train import train
 
 
@@ -39,17 +39,17 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     shutil.rmtree(out / "run", ignore_errors=True)  # the example's own run directory: start it over
 
-    # 1. Train: any TrainConfig field is a keyword (recipe, lr, distance, backbone_overrides, ...).
-    run_dir = train(
+    # 1. Train: any TrainConfig field is a keyword (recipe, lr, distance, backbone_overrides, ...). It returns the
+    # trained model (the sample EMA) as a Run; `load_run(directory)` gives the same one back later.
+    run = train(
         backbone=args.backbone, preset=args.preset, data=args.data, resolution=args.resolution, steps=args.steps,
         batch_size=args.batch_size, seed=args.seed, out=str(out / "run"), sample_every=0, checkpoint_every=0,
     )
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run.directory / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]  # other lines log e.g. the denoising distance
     print(f"trained {args.backbone}/{args.preset} for {args.steps} steps: loss {losses[0]:.3f} → {losses[-1]:.3f}")
 
     # 2. Sample from the sample-EMA weights: one step from σ_max, and two steps (80 → 0.66, CM paper).
-    run = load_run(run_dir)
     for name, steps in (("1step", 1), ("2step", [80.0, 0.661])):
         images, _ = generate(run, n=args.n, steps=steps, seed=args.seed)  # {(H, W): (n, 3, H, W) in [-1, 1]}
         (batch,) = images.values()

@@ -15,10 +15,10 @@ from cmzoo.bench import make_bench_config, model_counts, multires_fps, run_bench
 from cmzoo.bench import efficiency as eff
 from cmzoo.bench.flops import count_flops, datasheet_tflops
 from cmzoo.bench.measure import PeakMemory, Timing, time_call
-from cmzoo.bench.report import Record, summary_table
+from cmzoo.bench.results import Record, summary_table
 from cmzoo.cli import main
 from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
-from cmzoo.plugins import create_backbone, get_backbone
+from cmzoo.registry import create_backbone, get_backbone
 
 TINY = dict(backbones=["dit", "func"], resolutions=[16, 32], batch_size=2, warmup=0, repeats=2, multires_base=16)
 
@@ -266,8 +266,8 @@ def test_convergence_scores_one_run_at_each_point_and_two_steps_at_the_end(tmp_p
 
 def test_a_wall_clock_budget_becomes_steps_per_backbone(monkeypatch):
     bench = bench_for(resolutions=[16], quality_batch_size=2, seconds=1.0)
-    monkeypatch.setattr("cmzoo.bench.quality.time_call", lambda *a, **k: Timing((0.03, 0.04, 0.05)))
-    from cmzoo.bench.quality import steps_for_seconds
+    monkeypatch.setattr("cmzoo.bench.protocol.time_call", lambda *a, **k: Timing((0.03, 0.04, 0.05)))
+    from cmzoo.bench.protocol import steps_for_seconds
 
     assert steps_for_seconds(bench, get_backbone("dit"), 1.0) == 25
 

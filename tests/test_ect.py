@@ -9,7 +9,7 @@ from cmzoo.engine import schedules
 from cmzoo.engine.distances import l2
 from cmzoo.engine.loss import denoising_loss
 from cmzoo.engine.parameterization import SIGMA_MIN, ConsistencyFunction, c_skip
-from cmzoo.engine.recipes import get_recipe
+from cmzoo.registry import get_recipe
 
 
 def reference_t_to_r_sigmoid(t: float, stage: int, q: float = 2.0, k: float = 8.0, b: float = 1.0) -> float:
@@ -61,7 +61,7 @@ def test_ect_recipe_pairs_per_phase():
     assert not last.denoise and last.schedule == {"stage": r.stages - 1}
     assert (last.sigma >= SIGMA_MIN).all() and (last.sigma < last.sigma_next).all()
     torch.testing.assert_close(last.weight, 1 / (last.sigma_next - last.sigma))
-    assert r.target_ema_at(last) == 0.0 and r.distance == "pseudo_huber"
+    assert last.target_ema == 0.0 and r.distance == "pseudo_huber"
 
 
 def test_grid_recipes_keep_their_pairs():
@@ -71,7 +71,7 @@ def test_grid_recipes_keep_their_pairs():
     assert p.schedule == {"num_scales": 107} and not p.denoise
     i = torch.searchsorted(grid, p.sigma)
     torch.testing.assert_close(p.sigma_next, grid[i + 1])
-    assert ct.target_ema_at(p) == pytest.approx(schedules.ct_target_ema(107))
+    assert p.target_ema == pytest.approx(schedules.ct_target_ema(107))
 
 
 def test_denoising_loss_is_the_weighted_l2_to_the_clean_image():

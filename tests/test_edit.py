@@ -6,8 +6,6 @@ import torch
 import cmzoo
 from cmzoo.engine.editing import (
     INPAINTING,
-    edit_at_sizes,
-    edit_sample,
     impose,
     known_part,
     patch_mean_basis,
@@ -17,6 +15,7 @@ from cmzoo.engine.editing import (
     superres_transform,
 )
 from cmzoo.engine.parameterization import SIGMA_MAX, SIGMA_MIN, ConsistencyFunction
+from cmzoo.engine.sampling import edit_at_sizes, edit_sample
 from cmzoo.errors import ConfigError
 
 SIGMAS = [SIGMA_MAX, 10.0, 2.0, 0.5]
@@ -95,7 +94,7 @@ def test_known_pixels_are_imposed_after_every_step():
     # reference plus that step's noise shows the imposition happened at the step before.
     reference, mask = inpainting_case()
     f = Recording(ConstantNet(torch.full((1, 3, 8, 8), 10.0)))
-    out = edit_sample(f, reference, mask, SIGMAS, generator=torch.Generator().manual_seed(5))
+    out = edit_sample(f, reference, SIGMAS, generator=torch.Generator().manual_seed(5), mask=mask)
     keep = (mask == 0).expand_as(reference)
     assert torch.equal(out[keep], reference[keep])  # exactly, after the last imposition
     assert torch.equal(out[~keep], torch.ones_like(out[~keep]))  # f's pixels, clamped before the imposition
@@ -112,7 +111,8 @@ def test_superres_output_has_the_low_res_pixels_as_patch_means():
     low = torch.rand(2, 3, 2, 2) * 2 - 1
     reference = low.repeat_interleave(4, -1).repeat_interleave(4, -2)
     f = ConsistencyFunction(ConstantNet(torch.randn(1, 3, 8, 8)))
-    out = edit_sample(f, reference, superres_mask(4), SIGMAS, superres_transform(4), generator=torch.Generator().manual_seed(0))
+    out = edit_sample(f, reference, SIGMAS, generator=torch.Generator().manual_seed(0), mask=superres_mask(4),
+                      transform=superres_transform(4))
     torch.testing.assert_close(patch_means(out, 4), low, atol=1e-6, rtol=0)
     assert (out - reference).abs().amax() > 0.1  # ...while the pixels inside each patch are generated
 
@@ -123,7 +123,8 @@ def test_every_superres_step_input_keeps_the_low_res_patch_means():
     low = torch.rand(2, 3, 2, 2) * 2 - 1
     reference = low.repeat_interleave(4, -1).repeat_interleave(4, -2)
     f = Recording(ConstantNet(torch.full((1, 3, 8, 8), 10.0) + torch.randn(1, 3, 8, 8)))
-    edit_sample(f, reference, superres_mask(4), SIGMAS, superres_transform(4), generator=torch.Generator().manual_seed(2))
+    edit_sample(f, reference, SIGMAS, generator=torch.Generator().manual_seed(2), mask=superres_mask(4),
+                transform=superres_transform(4))
     g = torch.Generator().manual_seed(2)
     torch.randn(reference.shape, generator=g)  # the first step's noise
     for tau, x in zip(SIGMAS[1:], f.inputs[1:]):
@@ -134,7 +135,7 @@ def test_every_superres_step_input_keeps_the_low_res_patch_means():
 def test_one_step_edit_is_f_of_the_noisy_known_part():
     reference, mask = inpainting_case()
     f = ConsistencyFunction(ConstantNet(torch.rand(1, 3, 8, 8)))
-    out = edit_sample(f, reference, mask, [SIGMA_MAX], generator=torch.Generator().manual_seed(1))
+    out = edit_sample(f, reference, [SIGMA_MAX], generator=torch.Generator().manual_seed(1), mask=mask)
     x = known_part(reference, mask) + SIGMA_MAX * torch.randn(reference.shape, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(out, impose(reference, f(x, torch.full((2,), SIGMA_MAX)).clamp(-1, 1), mask))
 
@@ -149,9 +150,10 @@ def test_function_path_is_the_pixel_path_at_the_training_size(task, sigmas, one_
     if task == "superres":
         transform, mask = superres_transform(4), superres_mask(4)
     with torch.no_grad():
-        pixels = edit_sample(f, reference, mask, sigmas, transform, generator=torch.Generator().manual_seed(2))
-        images, functions = edit_at_sizes(f, reference, mask, sigmas, [(16, 16), (32, 32), (24, 8)], transform,
-                                          generator=torch.Generator().manual_seed(2))
+        pixels = edit_sample(f, reference, sigmas, generator=torch.Generator().manual_seed(2), mask=mask,
+                             transform=transform)
+        images, functions = edit_at_sizes(f, reference, sigmas, generator=torch.Generator().manual_seed(2), mask=mask,
+                                          sizes=[(16, 16), (32, 32), (24, 8)], transform=transform)
     torch.testing.assert_close(images[(16, 16)], pixels)
     assert images[(32, 32)].shape == (2, 3, 32, 32) and images[(24, 8)].shape == (2, 3, 24, 8)
     assert len(functions) == 2 and torch.isfinite(images[(32, 32)]).all()
@@ -226,11 +228,12 @@ def images(tmp_path):
 
 def test_inpainting_keeps_the_resized_image_outside_the_mask(runs, images, one_thread):
     from cmzoo.data.sources import resize_square
-    from cmzoo.editing import read_image, to_unit_range
+    from cmzoo.data import from_uint8
+    from cmzoo.editing import read_image
     from cmzoo.run import load_run
 
     out = cmzoo.edit(load_run(runs["func"]), images["image"], "inpaint", images["mask"], steps=3, seed=4)
-    reference = to_unit_range(resize_square(read_image(images["image"]), 16))
+    reference = from_uint8(resize_square(read_image(images["image"]), 16))
     keep = torch.ones(1, 3, 16, 16, dtype=torch.bool)
     keep[..., 4:10, 2:14] = False  # the 32 px band, halved
     assert out.shape == (1, 3, 16, 16)
@@ -250,14 +253,15 @@ def test_mask_grey_levels_are_thresholded_at_one_half(tmp_path):
 
 
 def test_superres_output_at_the_training_size_has_the_input_as_patch_means(runs, images, one_thread):
-    from cmzoo.editing import read_image, to_unit_range
+    from cmzoo.data import from_uint8
+    from cmzoo.editing import read_image
     from cmzoo.run import load_run
 
     out = cmzoo.edit(load_run(runs["func"]), images["low"], "superres", steps=3)
     # The result is clamped to [-1, 1] like every sample: patch means are exact where nothing was clamped.
     exact = torch.nn.functional.max_pool2d((out.abs() >= 1).float(), 4) == 0
     assert exact.float().mean() > 0.75
-    means, low = patch_means(out, 4), to_unit_range(read_image(images["low"]))
+    means, low = patch_means(out, 4), from_uint8(read_image(images["low"]))
     torch.testing.assert_close(means[exact], low[exact], atol=1e-5, rtol=0)
 
 

@@ -12,7 +12,8 @@ from cmzoo.engine.ema import ema_update
 from cmzoo.engine.parameterization import (
     SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyFunction, boundary_sigma, c_in, c_noise, c_out, c_skip,
 )
-from cmzoo.engine.recipes import RECIPES, get_recipe
+from cmzoo.engine.recipes import RECIPES
+from cmzoo.registry import get_recipe
 from cmzoo.errors import ConfigError
 
 
@@ -177,6 +178,29 @@ def test_recipes_match_the_papers():
     assert set(RECIPES) >= {"ct", "ict"}
     with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
         get_recipe("nope")
+
+
+# Σσ, Σσ_next and Σλ of five pairs drawn at steps 0, 3, 4 and 9 of K = 10 from one generator (seed 0), as
+# the recipes drew them before they became classes: each family must keep its draws and their order.
+PAIR_SUMS = {
+    "ct": [(0.01, 400.0, 5.0), (58.7862, 63.36905, 5.0), (34.87541, 37.59344, 5.0), (138.1792, 143.8524, 5.0)],
+    "ict": [(16.26558, 34.04621, 6.862771), (2.370482, 2.699471, 205.1701), (1.364761, 1.469942, 375.671),
+            (2.894124, 2.917802, 2421.912)],
+    "ct-short": [(0.01, 400.0, 5.0), (70.28108, 322.5152, 5.0), (22.73002, 117.7406, 5.0), (3.459177, 14.8567, 5.0)],
+    "ict-short": [(16.26558, 34.04621, 6.862771), (1.470595, 4.20229, 25.39405), (0.5902657, 2.005354, 29.03704),
+                  (1.470595, 4.20229, 25.39405)],
+    "ect": [(0.01, 2.825596, 2251.406), (0.01, 1.680981, 432.9068), (0.9455328, 3.68687, 56.90231),
+            (0.0692723, 1.30692, 102.0326)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIR_SUMS))
+def test_every_recipe_keeps_its_sigma_pairs(name):
+    recipe, g = get_recipe(name), torch.Generator().manual_seed(0)
+    sums = [recipe.pairs(k, 10, 5, g) for k in (0, 3, 4, 9)]
+    sums = [(p.sigma.sum().item(), p.sigma_next.sum().item(), p.weight.sum().item()) for p in sums]
+    for got, pinned in zip(sums, PAIR_SUMS[name]):
+        assert got == pytest.approx(pinned, rel=1e-6)
 
 
 def test_a_registered_distance_is_accepted_by_the_config_and_used_by_the_trainer(tmp_path):

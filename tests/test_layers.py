@@ -14,11 +14,11 @@ ROOT = Path(__file__).resolve().parents[1] / "cmzoo"
 LAYERS = [
     ["cmzoo.errors", "cmzoo.files", "cmzoo.safe_pickle", "cmzoo.progress"],  # progress: cmzoo.data shows a bar reading folders
     ["cmzoo.engine", "cmzoo.data", "cmzoo.layers", "cmzoo.backbone"],  # contract and maths
-    ["cmzoo.plugins"],  # the registry
-    ["cmzoo.config", "cmzoo.checkpoint", "cmzoo.device", "cmzoo.grids",
-     "cmzoo.metrics.inception", "cmzoo.metrics.statistics", "cmzoo.metrics.denoising", "cmzoo.metrics.plots"],
+    ["cmzoo.registry"],  # the registry
+    ["cmzoo.config", "cmzoo.checkpoint", "cmzoo.rundir", "cmzoo.device", "cmzoo.grids", "cmzoo.figures", "cmzoo.pages",
+     "cmzoo.metrics"],  # what training and inference share; metrics/ holds only pure measures
     ["cmzoo.run", "cmzoo.testing"],  # trained runs as objects: loading, sampling
-    ["cmzoo.editing", "cmzoo.train", "cmzoo.metrics.evaluate", "cmzoo.report"],
+    ["cmzoo.editing", "cmzoo.train", "cmzoo.scoring", "cmzoo.report"],
     ["cmzoo.bench"],
     ["cmzoo", "cmzoo.cli", "cmzoo.__main__"],
 ]

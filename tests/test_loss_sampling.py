@@ -130,7 +130,7 @@ def test_sample_at_sizes_is_multistep_sample_at_the_training_size(sigmas, one_th
     z = 400 * torch.randn(2, 3, 16, 16)  # c_skip(σ_max)·σ_max·z ≈ 1.25 z: the clamp before re-noising matters
     with torch.no_grad():
         expected = multistep_sample(f, z, sigmas, generator=torch.Generator().manual_seed(1))
-        images, _ = sample_at_sizes(f, z, [(16, 16)], sigmas, generator=torch.Generator().manual_seed(1))
+        images, _ = sample_at_sizes(f, z, sigmas, generator=torch.Generator().manual_seed(1), sizes=[(16, 16)])
     torch.testing.assert_close(images[(16, 16)], expected)
 
 

@@ -1,12 +1,14 @@
 """The plugin registry, the public lookup API, and every installed backbone against the contract."""
 
+import typing
+
 import pytest
 import torch
 
 import cmzoo
 from cmzoo import BackboneConfig, BackboneSpec, Capabilities, hookimpl
 from cmzoo.errors import BackboneError, ConfigError
-from cmzoo.plugins import Registry
+from cmzoo.registry import Registry
 from cmzoo.testing import check_backbone
 
 BUILTIN = {"dit", "func", "unet", "uvit"}
@@ -103,7 +105,7 @@ def test_in_process_plugin_through_the_public_api():
 
 
 def test_capability_error_names_backbones_that_have_it():
-    from cmzoo.plugins import require
+    from cmzoo.registry import require
 
     with pytest.raises(BackboneError, match="lacks; use a backbone with it: func"):
         require("function_output", cmzoo.get_backbone("dit"), "sampling at 64x64")
@@ -113,3 +115,17 @@ def test_capability_error_names_backbones_that_have_it():
 def test_transformer_backbones_need_heads_that_divide_the_width(backbone):
     with pytest.raises(ConfigError, match=f"backbone '{backbone}': .*dim 130 is not divisible by num_heads 4; choose a divisor"):
         cmzoo.get_backbone(backbone).make_config("tiny", dim=130)
+
+
+def _is_number(annotation) -> bool:
+    """int, float, a tuple of them, or one of those or None."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    return any(a in (int, float) or typing.get_origin(a) is tuple for a in args)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_every_preset_shows_all_its_numbers(name):
+    spec = cmzoo.get_backbone(name)
+    numbers = {f for f, info in spec.config_model.model_fields.items() if _is_number(info.annotation)}
+    for preset, values in spec.presets.items():
+        assert numbers <= set(values), f"{name} preset {preset!r} leaves {sorted(numbers - set(values))} to the defaults"

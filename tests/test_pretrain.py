@@ -99,6 +99,23 @@ def test_pretrain_logs_held_out_psnr_at_both_sizes(tmp_path, npz64):
     assert json.loads((out / "config.json").read_text())["render_resolution"] == 64
 
 
+def test_greyscale_pretraining_builds_a_one_channel_network_that_training_starts_from(tmp_path):
+    from cmzoo.checkpoint import load_checkpoint
+    from cmzoo.rundir import RunDir
+    from cmzoo.run import load_run
+
+    data = tmp_path / "grey.npz"
+    np.savez(data, images=np.random.default_rng(0).integers(0, 256, (8, 16, 16), dtype=np.uint8))
+    pre, run = tmp_path / "pre", tmp_path / "run"
+    assert main(["pretrain", "--backbone", "func", "--data", str(data), "--resolution", "16", "--holdout", "2",
+                 "--steps", "2", "--batch-size", "3", "--out", str(pre)]) == 0
+    assert load_checkpoint(RunDir(pre).latest_checkpoint())["channels"] == 1
+    assert load_run(pre, weights="online").channels == 1
+    assert main(["train", "--backbone", "func", "--data", str(data), "--resolution", "16", "--init-from", str(pre),
+                 "--steps", "1", "--batch-size", "2", "--sample-every", "0", "--out", str(run)]) == 0
+    assert load_run(run).channels == 1
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [

@@ -17,8 +17,8 @@ from rich.console import Console
 from cmzoo.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from cmzoo.config import make_config
 from cmzoo.data import ImageDataset
+from cmzoo.engine import recipes as recipes_module
 from cmzoo.errors import CheckpointError, ConfigError, TrainingError
-from cmzoo.train import trainer as trainer_module
 from cmzoo.train.trainer import Trainer
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
@@ -124,13 +124,13 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, npz, uninterrupted, si
 
 
 def _nan_from_step(monkeypatch, trainer, first_bad):
-    real = trainer_module.consistency_loss
+    real = recipes_module.consistency_loss
 
     def loss(*args, **kwargs):
         out = real(*args, **kwargs)
         return out * float("nan") if trainer.step >= first_bad else out
 
-    monkeypatch.setattr(trainer_module, "consistency_loss", loss)
+    monkeypatch.setattr(recipes_module, "consistency_loss", loss)
 
 
 def test_nan_loss_stops_with_the_last_good_checkpoint_intact(tmp_path, monkeypatch):

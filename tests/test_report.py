@@ -25,7 +25,7 @@ SCORES = EvalResult(fid=123.456, sfid=150.0, precision=0.25, recall=0.125, kid_m
 @pytest.fixture
 def fixed_scores(monkeypatch):
     """The Inception pass is test_metrics.py's; here every evaluation scores SCORES."""
-    monkeypatch.setattr("cmzoo.metrics.evaluate.evaluate_images", lambda samples, reference, *a, **k: SCORES)
+    monkeypatch.setattr("cmzoo.scoring.evaluate_images", lambda samples, reference, *a, **k: SCORES)
     monkeypatch.setattr("cmzoo.bench.harness.load_inception", lambda: None)
 
 
@@ -69,13 +69,14 @@ def check_page(report: Path) -> dict[str, Image.Image]:
 
 
 def test_run_report_shows_curves_evaluations_and_grids_over_steps_and_sizes(tmp_path, fixed_scores):
-    from cmzoo.metrics.evaluate import evaluate_run
+    from cmzoo.scoring import evaluate_run
 
     config = make_config(backbone="func", resolution=16, shapes_count=8, batch_size=4, steps=4, pretrain_steps=2,
                          log_every=1, denoise_every=2, sample_every=2, grid_size=4, device="cpu",
                          out=str(tmp_path / "run"))
-    run = train(config, console=Console(file=io.StringIO()))
-    evaluate_run(run, "shapes", n=8, n_reference=16, device="cpu")
+    trained = train(config, console=Console(file=io.StringIO()))
+    evaluate_run(trained, "shapes", n=8, n_reference=16)
+    run = trained.directory
     recorded = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert recorded == {"step": 4, "eval": {"1-step_16px": dataclasses.asdict(SCORES)}}
 

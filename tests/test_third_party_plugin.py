@@ -130,7 +130,7 @@ def test_conformance(convnext_site, name):
 
 def test_trains_and_samples_through_the_api(convnext_site, tiny_npz, tmp_path):
     run_dir = train(backbone="convnext", data=tiny_npz, steps=2, batch_size=4, out=str(tmp_path / "run"),
-                    grid_size=4)
+                    grid_size=4).directory
     assert (run_dir / "checkpoints" / "step_00000002.safetensors").is_file()
     run = load_run(run_dir)
     assert run.spec.plugin == "convnext" and run.step == 2

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from cmzoo.cli import main
-from cmzoo.train.tracking import scalar_items
+from cmzoo.rundir import scalar_items
 
 pytest.importorskip("tensorboard", reason="the dev extra installs tensorboard: pip install -e '.[dev]'")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402

@@ -8,6 +8,7 @@ import torch
 from rich.console import Console
 
 from cmzoo.config import make_config
+from cmzoo.engine import recipes as recipes_module
 from cmzoo.engine.schedules import karras_sigmas
 from cmzoo.train import trainer as trainer_module
 from cmzoo.train.trainer import Trainer
@@ -25,13 +26,13 @@ def _trainer(tmp_path, **overrides):
 
 def test_the_loss_gets_sigma_i_and_the_next_grid_point(tmp_path, monkeypatch):
     calls = []
-    real = trainer_module.consistency_loss
+    real = recipes_module.consistency_loss
 
     def recorder(model, target, x, sigma, sigma_next, noise, weight, distance, labels):
         calls.append((sigma.tolist(), sigma_next.tolist()))
         return real(model, target, x, sigma, sigma_next, noise, weight, distance, labels)
 
-    monkeypatch.setattr(trainer_module, "consistency_loss", recorder)
+    monkeypatch.setattr(recipes_module, "consistency_loss", recorder)
     trainer = _trainer(tmp_path)
     for k in range(2):
         trainer.train_step()
@@ -121,9 +122,33 @@ def test_ect_consistency_tuning_starts_with_a_fresh_optimizer_state(tmp_path):
 
 
 def test_grid_recipes_never_reset_the_optimizer():
-    from cmzoo.engine.recipes import get_recipe
+    from cmzoo.registry import get_recipe
 
     assert not any(get_recipe(name).fresh_optimizer(k, 100) for name in ("ct", "ict", "ct-short") for k in range(101))
+
+
+# Each recipe's first six steps (dit tiny at 16 px, K = 10, so that ECT's denoiser phase, its switch at step 4
+# and its first tuning steps are all in): losses, N(k) or stage, and μ, as the trainer computed them before
+# the recipes became classes. Pinned so that a recipe's draws stay the same, from the same generator, in order.
+FIRST_STEPS = {
+    "ct": ([0.3877758, 0.001397755, 1.235891e-05, 0.0001853164, 0.0001401466, 0.0002836321],
+           [2, 48, 68, 83, 96, 107], [0.81, 0.995527, 0.99686, 0.997434, 0.997784, 0.998014]),
+    "ict": ([7.672741, 17.11986, 12.66603, 20.22631, 14.76649, 18.51456], [11, 21, 41, 81, 161, 321], [0.0] * 6),
+    "ct-short": ([17.15811, 9.439502, 6.93624, 8.69957, 1.838234, 1.053579], [2, 3, 4, 5, 5, 6],
+                 [0.81, 0.9, 0.93217, 0.948683, 0.948683, 0.958732]),
+    "ict-short": ([7.672741, 14.03559, 9.564356, 18.53552, 12.05289, 26.46641], [11] * 6, [0.0] * 6),
+    "ect": ([1.158754, 0.991562, 0.9534667, 1.200351, 23.7624, 18.93147], [-1, -1, -1, -1, 0, 0], [0.0] * 6),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_STEPS))
+def test_every_recipes_first_steps_are_pinned(tmp_path, name):
+    losses, schedule, mus = FIRST_STEPS[name]
+    trainer = _trainer(tmp_path, recipe=name, steps=10, distance="l2" if name == "ct" else None)  # ct: no LPIPS
+    metrics = [trainer.train_step() for _ in losses]
+    assert [m["loss"] for m in metrics] == pytest.approx(losses, rel=1e-4)
+    assert [m.get("num_scales", m.get("stage")) for m in metrics] == schedule
+    assert [m["target_ema"] for m in metrics] == pytest.approx(mus, abs=1e-6)
 
 
 @pytest.mark.parametrize("backbone, given, expected", [("func", None, 10.0), ("func", 1.0, 1.0), ("dit", None, 1.0)])

@@ -3,6 +3,6 @@
 from cmzoo.bench.config import BenchConfig, make_bench_config
 from cmzoo.bench.efficiency import model_counts, multires_fps
 from cmzoo.bench.harness import run_bench
-from cmzoo.bench.report import BenchResult, Record
+from cmzoo.bench.results import BenchResult, Record
 
 __all__ = ["BenchConfig", "BenchResult", "Record", "make_bench_config", "model_counts", "multires_fps", "run_bench"]

@@ -1,6 +1,6 @@
-"""The convergence protocol: one run per backbone on the quality protocol's data, recipe and batch,
-scored at several points of wall-clock training time (FID, sFID, precision, recall of one-step
-samples), with a two-step FID at the end, so a short budget can be told apart from a bug."""
+"""The convergence figure: one run per backbone under the protocol (`protocol.py`), scored at several
+points of wall-clock training time (FID, sFID, precision, recall of one-step samples), with a two-step
+FID at the end, so a short budget can be told apart from a bug."""
 
 from __future__ import annotations
 
@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Iterator
 
 from cmzoo.backbone import BackboneSpec
-from cmzoo.bench.efficiency import Bench
-from cmzoo.bench.quality import clear_run_dir, quality_train_config, score_notes, steps_for_seconds
-from cmzoo.bench.report import Record
-from cmzoo.metrics.evaluate import evaluate_run
-from cmzoo.metrics.plots import pyplot, save_figure
-from cmzoo.train.tracking import written_grids
+from cmzoo.bench.protocol import Bench, clear_run_dir, protocol_config, scored_record, steps_for_seconds
+from cmzoo.bench.results import Record
+from cmzoo.figures import pyplot, save_figure
+from cmzoo.rundir import RunDir
 from cmzoo.train.trainer import train
 
 
@@ -25,31 +23,24 @@ def convergence_records(bench: Bench, spec: BackboneSpec) -> Iterator[Record]:
     minutes = sorted(cfg.minutes)
     steps_per_minute = cfg.steps_per_minute.get(spec.name) or steps_for_seconds(bench, spec, 60.0)
     total = max(1, round(minutes[-1] * steps_per_minute))
-    config = quality_train_config(bench, spec, total).model_copy(
-        update={"out": str(Path(cfg.out) / "convergence" / spec.name)})
+    config = protocol_config(bench, spec, total, "convergence")
     clear_run_dir(config)
     seconds = 0.0
     for i, m in enumerate(minutes):
         stop = max(1, min(total, round(m * steps_per_minute)))
         start = time.perf_counter()
-        run_dir = train(config.model_copy(update={"stop_at": stop}), resume=i > 0, console=bench.console)
+        run = train(config.model_copy(update={"stop_at": stop}), resume=i > 0, console=bench.console)
         seconds += time.perf_counter() - start
         scored = [(1, f"{m:g} min")] + ([(2, f"{m:g} min, 2-step")] if m == minutes[-1] else [])
         for steps, label in scored:
-            result = evaluate_run(run_dir, cfg.data or "shapes", n=cfg.n_eval, n_reference=cfg.n_reference,
-                                  steps=steps, device=bench.device)
-            yield bench.record(
-                spec, "convergence", label, result.fid, "FID", batch_size=cfg.quality_batch_size,
-                notes={**score_notes(result), "minutes": m, "sampling_steps": steps, "step": stop, "steps": total,
-                       "train_seconds": round(seconds, 1), "data": result.reference_name,
-                       "recipe": config.resolved()[0].recipe,
-                       "grid": str(_grid(Path(run_dir), stop, config.resolution))},
-            )
+            notes = {"minutes": m, "sampling_steps": steps, "step": stop, "steps": total,
+                     "train_seconds": round(seconds, 1), "grid": str(_grid(RunDir(run.directory), stop, config.resolution))}
+            yield scored_record(bench, spec, "convergence", label, run, notes, steps)
 
 
-def _grid(run_dir: Path, step: int, resolution: int) -> Path:
+def _grid(run_dir: RunDir, step: int, resolution: int) -> Path:
     """The training-size sample grid the trainer wrote at `step`."""
-    return written_grids(run_dir, resolution).get(step, {}).get((resolution, resolution), run_dir / "samples")
+    return run_dir.grids(resolution).get(step, {}).get((resolution, resolution), run_dir.samples)
 
 
 def plot_convergence(records: list[Record], path: Path) -> Path | None:
@@ -71,6 +62,4 @@ def plot_convergence(records: list[Record], path: Path) -> Path | None:
     ax.set(xlabel="training wall-clock minutes", ylabel=f"FID ({n['n_samples']} samples vs {n['n_reference']})",
            xscale="log", title=f"convergence on {n['data']}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    return path
+    return save_figure(fig, path)

@@ -4,23 +4,21 @@ and multi-resolution sampling FPS as the paper defines it."""
 
 from __future__ import annotations
 
-import gc
 import tempfile
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from rich.console import Console
 
 from cmzoo.backbone import BackboneSpec
-from cmzoo.bench.config import BenchConfig
 from cmzoo.bench.flops import count_flops
-from cmzoo.bench.measure import PeakMemory, Timing, time_call
-from cmzoo.bench.report import Record
+from cmzoo.bench.measure import PeakMemory
+from cmzoo.bench.protocol import Bench
+from cmzoo.bench.results import Record
 from cmzoo.config import make_config
 from cmzoo.data import ImageDataset
 from cmzoo.engine.parameterization import SIGMA_MAX, ConsistencyFunction
-from cmzoo.plugins import build_backbone
+from cmzoo.registry import build_backbone
 from cmzoo.train.trainer import Trainer
 
 
@@ -42,79 +40,44 @@ def model_counts(spec: BackboneSpec, preset: str, resolution: int) -> tuple[int,
     return sum(p.numel() for p in model.parameters()), flops / 1e9
 
 
-@dataclass
-class Bench:
-    """The device, precision and protocol shared by every measurement of one benchmark."""
+# ---- one-step inference --------------------------------------------------------------------------------
 
-    config: BenchConfig
-    device: torch.device
-    peak_tflops: float
-    console: Console
 
-    def record(self, spec: BackboneSpec, figure: str, resolution: int | str, value: float | None, unit: str,
-               **fields: object) -> Record:
-        cfg = self.config
-        return Record(spec.name, figure, str(resolution), value, unit, cfg.preset, str(self.device), cfg.precision,
-                      cfg.compile, **fields)
+def inference_model(bench: Bench, spec: BackboneSpec, resolution: int) -> ConsistencyFunction:
+    """The untrained f_θ at `resolution`, seeded, on the bench's device, for timing."""
+    torch.manual_seed(bench.config.seed)
+    net = build_backbone(spec, spec.make_config(bench.config.preset), resolution)
+    return ConsistencyFunction(net).to(bench.device).eval().requires_grad_(False)
 
-    def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16")
 
-    def time(self, fn: Callable[[], object]) -> Timing:
-        return time_call(fn, self.device, self.config.warmup, self.config.repeats)
+def noise(bench: Bench, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of pure-noise inputs at σ_max, as one-step sampling starts."""
+    b = bench.config.batch_size
+    g = torch.Generator().manual_seed(bench.config.seed)
+    x = torch.randn(b, 3, resolution, resolution, generator=g) * SIGMA_MAX
+    return x.to(bench.device), torch.full((b,), SIGMA_MAX, device=bench.device)
 
-    def peak_fraction(self, gflop_per_image: float, images_per_second: float) -> float | None:
-        return gflop_per_image * images_per_second / (self.peak_tflops * 1e3) if self.peak_tflops else None
 
-    def compiled(self, fn: Callable) -> Callable:
-        return torch.compile(fn) if self.config.compile else fn
+def throughput_record(bench: Bench, spec: BackboneSpec, figure: str, resolution: int | str, call: Callable[[], object],
+                      meter: PeakMemory, **notes: object) -> Record:
+    """Time `call` (one batch) and report ms per image, or images/s for one-step sampling; `meter`
+    was created before the model was built."""
+    b = bench.config.batch_size
 
-    def guarded(self, spec: BackboneSpec, figure: str, resolution: int,
-                measure: Callable[[], list[Record]]) -> list[Record]:
-        """Run one measurement; running out of memory becomes a failed row, and the benchmark goes on."""
-        try:
-            return measure()
-        except (torch.OutOfMemoryError, MemoryError) as err:
-            message = f"out of memory at batch {self.config.batch_size}: {str(err).splitlines()[0][:120]}"
-        finally:
-            gc.collect()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-        self.console.print(f"[yellow]note:[/] {spec.name} {figure} at {resolution} px: {message}")
-        return [self.record(spec, figure, resolution, None, "", batch_size=self.config.batch_size, error=message)]
+    def run() -> object:
+        with torch.no_grad(), bench.autocast():  # not inference_mode: torch.compile rejects its tensors
+            return call()
 
-    def inference_model(self, spec: BackboneSpec, resolution: int) -> ConsistencyFunction:
-        torch.manual_seed(self.config.seed)
-        net = build_backbone(spec, spec.make_config(self.config.preset), resolution)
-        return ConsistencyFunction(net).to(self.device).eval().requires_grad_(False)
-
-    def noise(self, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A batch of pure-noise inputs at σ_max, as one-step sampling starts."""
-        b = self.config.batch_size
-        g = torch.Generator().manual_seed(self.config.seed)
-        x = torch.randn(b, 3, resolution, resolution, generator=g) * SIGMA_MAX
-        return x.to(self.device), torch.full((b,), SIGMA_MAX, device=self.device)
-
-    def throughput_record(self, spec: BackboneSpec, figure: str, resolution: int | str, call: Callable[[], object],
-                          meter: PeakMemory, **notes: object) -> Record:
-        """Time `call` (one batch) and report ms per image, or images/s for one-step sampling; `meter`
-        was created before the model was built."""
-        b = self.config.batch_size
-
-        def run() -> object:
-            with torch.no_grad(), self.autocast():  # not inference_mode: torch.compile rejects its tensors
-                return call()
-
-        gflop = count_flops(run) / b / 1e9
-        fast = self.compiled(run)
-        meter.reset()
-        timing = self.time(fast)
-        per_image = timing.median / b
-        value, unit = (1 / per_image, "img/s") if figure == "infer" else (per_image * 1e3, "ms/img")
-        return self.record(spec, figure, resolution, value, unit, batch_size=b, median_s=timing.median,
-                           spread=timing.spread, repeats=len(timing.seconds), gflop_per_image=gflop,
-                           peak_fraction=self.peak_fraction(gflop, 1 / per_image),
-                           peak_memory_mib=meter.peak_mib(), notes=dict(notes))
+    gflop = count_flops(run) / b / 1e9
+    fast = bench.compiled(run)
+    meter.reset()
+    timing = bench.time(fast)
+    per_image = timing.median / b
+    value, unit = (1 / per_image, "img/s") if figure == "infer" else (per_image * 1e3, "ms/img")
+    return bench.record(spec, figure, resolution, value, unit, batch_size=b, median_s=timing.median,
+                        spread=timing.spread, repeats=len(timing.seconds), gflop_per_image=gflop,
+                        peak_fraction=bench.peak_fraction(gflop, 1 / per_image),
+                        peak_memory_mib=meter.peak_mib(), notes=dict(notes))
 
 
 # ---- the figures --------------------------------------------------------------------------------------
@@ -166,9 +129,9 @@ def warm_up_process(bench: Bench, spec: BackboneSpec) -> None:
 def infer_record(bench: Bench, spec: BackboneSpec, resolution: int) -> Record:
     """One-step sampling: f_θ(σ_max·z, σ_max) for a batch (function backbones render at the same size)."""
     meter = PeakMemory(bench.device)
-    model = bench.inference_model(spec, resolution)
-    x, sigma = bench.noise(resolution)
-    return bench.throughput_record(spec, "infer", resolution, lambda: model(x, sigma), meter)
+    model = inference_model(bench, spec, resolution)
+    x, sigma = noise(bench, resolution)
+    return throughput_record(bench, spec, "infer", resolution, lambda: model(x, sigma), meter)
 
 
 def function_records(bench: Bench, spec: BackboneSpec) -> list[Record]:
@@ -176,13 +139,13 @@ def function_records(bench: Bench, spec: BackboneSpec) -> list[Record]:
     the render time per image of those functions at each of `resolutions`."""
     base = bench.config.multires_base
     meter = PeakMemory(bench.device)
-    model = bench.inference_model(spec, base)
-    x, sigma = bench.noise(base)
-    records = [bench.throughput_record(spec, "function", base, lambda: model.output_function(x, sigma), meter)]
+    model = inference_model(bench, spec, base)
+    x, sigma = noise(bench, base)
+    records = [throughput_record(bench, spec, "function", base, lambda: model.output_function(x, sigma), meter)]
     with torch.no_grad(), bench.autocast():
         fn = model.output_function(x, sigma)
     for r in bench.config.resolutions:
-        records.append(bench.throughput_record(spec, "render", r, lambda r=r: fn.render(r, r), meter,
+        records.append(throughput_record(bench, spec, "render", r, lambda r=r: fn.render(r, r), meter,
                                                function_px=base))
     return records
 

@@ -19,7 +19,6 @@ from cmzoo.backbone import BackboneSpec
 from cmzoo.bench.config import BenchConfig, make_bench_config
 from cmzoo.bench.convergence import convergence_records, plot_convergence
 from cmzoo.bench.efficiency import (
-    Bench,
     function_records,
     infer_record,
     multires_record,
@@ -29,13 +28,14 @@ from cmzoo.bench.efficiency import (
 )
 from cmzoo.bench.flops import peak_tflops
 from cmzoo.bench.page import write_bench_report
+from cmzoo.bench.protocol import Bench
 from cmzoo.bench.quality import plot_stability, quality_record
-from cmzoo.bench.report import BenchResult, Record, environment, print_summary, write_results
+from cmzoo.bench.results import BenchResult, Record, environment, print_summary, write_results
 from cmzoo.device import resolve_device
 from cmzoo.files import check_folder
 from cmzoo.metrics.inception import load_inception
-from cmzoo.plugins import get_backbone
 from cmzoo.progress import progress_bar, stderr_console
+from cmzoo.registry import get_backbone
 
 Row = tuple[str, Callable[[], Iterable[Record]]]  # (progress label, measurement yielding records)
 
@@ -48,7 +48,7 @@ class Plan:
     specs: list[BackboneSpec]
     figures: set[str]
     result: BenchResult
-    metrics: dict[str, Path] = field(default_factory=dict)  # quality runs' metrics.jsonl, per backbone
+    runs: dict[str, Path] = field(default_factory=dict)  # the quality runs' directories, per backbone
 
     @property
     def resolutions(self) -> list[int]:
@@ -102,7 +102,7 @@ def multires_rows(plan: Plan) -> list[Row]:
 
 def quality_rows(plan: Plan) -> list[Row]:
     def quality(spec: BackboneSpec) -> list[Record]:
-        record, plan.metrics[spec.name] = quality_record(plan.bench, spec)
+        record, plan.runs[spec.name] = quality_record(plan.bench, spec)
         return [record]
 
     return [(f"{spec.name} quality", lambda spec=spec: quality(spec)) for spec in plan.specs]
@@ -124,7 +124,7 @@ PLANNERS: list[tuple[set[str], Callable[[Plan], list[Row]]]] = [
 ]
 # Plots drawn once every row is measured; each returns its file, or None when there was nothing to draw.
 FINISHERS: dict[str, Callable[[Plan], Path | None]] = {
-    "quality": lambda plan: plot_stability(plan.bench, plan.metrics),
+    "quality": lambda plan: plot_stability(plan.bench, plan.runs),
     "convergence": lambda plan: plot_convergence(plan.result.records, Path(plan.bench.config.out) / "convergence.png"),
 }
 

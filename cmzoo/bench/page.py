@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Sequence
 
 from cmzoo.bench.config import BenchConfig
-from cmzoo.bench.report import DETAIL_HEADERS, Record, detail_rows, multires_ratios, summary_table
+from cmzoo.bench.results import DETAIL_HEADERS, Record, detail_rows, multires_ratios, summary_table
 from cmzoo.errors import ConfigError
 from cmzoo.files import check_destination, read_json
-from cmzoo.report import bold, config_table, embed_png, esc, grid_figure, html_page, html_table, write_page
+from cmzoo.pages import bold, config_table, embed_png, esc, grid_figure, html_page, html_table, write_page
 
 
 def write_bench_report(folder: str | Path, out: str | Path | None = None) -> Path:

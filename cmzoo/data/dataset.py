@@ -43,6 +43,11 @@ def from_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] → uint8 [0, 255] (rounded, as a saved PNG holds them)."""
+    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 @functools.lru_cache(maxsize=4)
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The order of the n examples in `epoch`, fixed by (seed, epoch); cached, since every step of the

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cmzoo.data.dataset import ImageDataset
+from cmzoo.data.dataset import ImageDataset, to_uint8
 from cmzoo.data.shapes import render_shapes
 from cmzoo.errors import DataError
 from cmzoo.progress import progress_bar
@@ -167,9 +167,6 @@ def resize_square(images: torch.Tensor, resolution: int, chunk: int = 512) -> to
     return torch.cat(out)
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Float images in [-1, 1] → uint8 [0, 255]."""
-    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def _labels(labels: np.ndarray | None, n: int, path: Path) -> torch.Tensor | None:

@@ -1,21 +1,18 @@
-"""Zero-shot editing (CM Algorithm 4) and spherical interpolation of noise.
+"""What zero-shot editing (CM Algorithm 4) imposes, and spherical interpolation of noise.
 
 Ω is 1 where pixels are generated and lives in the domain of an invertible linear transform A: the
 identity for inpainting, an orthogonal per-patch transform whose first component is the patch mean
-for super-resolution. Every step denoises, then imposes the known part A⁻¹[(A y)(1 − Ω) + (A x)Ω].
-Plain loops over explicit σ lists; the RNG is passed in.
+for super-resolution. The editing samplers (`cmzoo.engine.sampling`) impose the known part
+A⁻¹[(A y)(1 − Ω) + (A x)Ω] after every step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
-
-from cmzoo.engine.parameterization import SIGMA_MIN, ConsistencyFunction
-from cmzoo.engine.sampling import Size, check_sigmas, denoise, randn_like, render_at_sizes, renoise
 
 Tensor = torch.Tensor
 
@@ -83,66 +80,6 @@ def impose(reference: Tensor, x: Tensor, mask: Tensor, transform: LinearTransfor
 def known_part(reference: Tensor, mask: Tensor, transform: LinearTransform = INPAINTING) -> Tensor:
     """y ← A⁻¹[(A y)(1 − Ω)]: the reference with what is to be generated set to 0."""
     return impose(reference, torch.zeros_like(reference), mask, transform)
-
-
-def perturb(y: Tensor, sigma: float, generator: torch.Generator | None) -> Tensor:
-    """x ~ N(y, σ² I): the first input of Algorithm 4."""
-    return y + sigma * randn_like(y, generator)
-
-
-def edit_sample(
-    model: ConsistencyFunction,
-    reference: Tensor,
-    mask: Tensor,
-    sigmas: Sequence[float],
-    transform: LinearTransform = INPAINTING,
-    labels: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    sigma_min: float = SIGMA_MIN,
-) -> Tensor:
-    """CM Algorithm 4: x = f(y + σ₁ z, σ₁), then x ← f(x + √(τ² − σ_min²) z, τ) for each later τ, where
-    every denoised image is clamped to [-1, 1] and then has the known part of y imposed — the reference
-    code's order, so every step's input (and the returned image) keeps the known part exactly.
-    """
-    check_sigmas(sigmas, sigma_min)
-    y = known_part(reference, mask, transform)
-    x = perturb(y, sigmas[0], generator)
-    for i, tau in enumerate(sigmas):
-        if i:
-            x = renoise(x, tau, generator, sigma_min)
-        x = impose(y, denoise(model, x, tau, labels).clamp(-1, 1), mask, transform)
-    return x
-
-
-def edit_at_sizes(
-    model: ConsistencyFunction,
-    reference: Tensor,
-    mask: Tensor,
-    sigmas: Sequence[float],
-    sizes: Sequence[Size],
-    transform: LinearTransform = INPAINTING,
-    labels: Tensor | None = None,
-    generator: torch.Generator | None = None,
-    sigma_min: float = SIGMA_MIN,
-) -> tuple[dict[Size, Tensor], object]:
-    """`edit_sample` of a function backbone at every size in `sizes` from the last step's function.
-
-    At the reference's size this is exactly `edit_sample`. At other sizes the known part is not imposed
-    (the reference is given at its own size only): it enters through the skip term of the last step's
-    input, bilinearly resized. Returns ({(H, W): images}, the last step's functions c_out·F_θ).
-    """
-    check_sigmas(sigmas, sigma_min)
-    y = known_part(reference, mask, transform)
-    if len(sigmas) > 1:
-        x = edit_sample(model, reference, mask, sigmas[:-1], transform, labels, generator, sigma_min)
-        x = renoise(x, sigmas[-1], generator, sigma_min)
-    else:
-        x = perturb(y, sigmas[0], generator)
-    images, fn = render_at_sizes(model, x, sigmas[-1], sizes, labels, resized_skip=True)
-    size = tuple(y.shape[-2:])
-    if size in images:
-        images[size] = impose(y, images[size].clamp(-1, 1), mask, transform)
-    return images, fn
 
 
 def slerp(z0: Tensor, z1: Tensor, t: float) -> Tensor:

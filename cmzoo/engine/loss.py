@@ -1,12 +1,34 @@
-"""The consistency-training loss (CM eq. 10, iCT eq. 9), one function for every recipe, and the
-EDM denoiser loss that ECT trains first."""
+"""The consistency-training loss (CM eq. 10, iCT eq. 9), one function for every recipe, the EDM
+denoiser loss that ECT trains first, and the replay of random draws that two forwards of one loss share."""
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 
 from cmzoo.engine.distances import Distance
 from cmzoo.engine.parameterization import ConsistencyFunction, append_dims
+
+
+class RandomState:
+    """The global RNG states at one moment (CPU, and the device's when it is CUDA): `replay()` draws from
+    them again, so that a second forward gets the first one's dropout masks and coordinate noise."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.devices = [device] if device.type == "cuda" else []
+        self.cpu = torch.get_rng_state()
+        self.cuda = [torch.cuda.get_rng_state(d) for d in self.devices]
+
+    @contextlib.contextmanager
+    def replay(self) -> Iterator[None]:
+        """Draw from the captured states; fork_rng leaves the global stream where it was before."""
+        with torch.random.fork_rng(devices=self.devices):
+            torch.set_rng_state(self.cpu)
+            for d, s in zip(self.devices, self.cuda):
+                torch.cuda.set_rng_state(s, d)
+            yield
 
 
 def consistency_loss(
@@ -23,16 +45,9 @@ def consistency_loss(
     """mean_b λ_b · d(f_θ(x + σ_{i+1} z, σ_{i+1}), f_θ⁻(x + σ_i z, σ_i)) with one z for both points."""
     x_next = x0 + append_dims(sigma_next, x0.ndim) * noise
     x_cur = x0 + append_dims(sigma, x0.ndim) * noise
-    devices = [x0.device] if x0.device.type == "cuda" else []
-    rng_cpu = torch.get_rng_state()
-    rng_cuda = [torch.cuda.get_rng_state(d) for d in devices]
+    randomness = RandomState(x0.device)
     online_out = online(x_next, sigma_next, labels)
-    # Replay the RNG state the online branch started from so dropout draws the same mask for the
-    # target; fork_rng leaves the global stream where the online branch left it.
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
-        torch.set_rng_state(rng_cpu)
-        for d, s in zip(devices, rng_cuda):
-            torch.cuda.set_rng_state(s, d)
+    with randomness.replay(), torch.no_grad():  # the target's dropout masks are the online branch's
         target_out = target(x_cur, sigma, labels)
     return (weight * distance(online_out.float(), target_out.float())).mean()
 

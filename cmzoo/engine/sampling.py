@@ -1,29 +1,38 @@
-"""One-step and multistep consistency sampling (CM Algorithm 1), and any-size sampling for
-function backbones (paper App. D.3). Plain loops over explicit σ lists; the RNG is passed in."""
+"""Consistency sampling: one-step and multistep (CM Algorithm 1), zero-shot editing (CM Algorithm 4),
+and any-size sampling and editing for function backbones (paper App. D.3).
+
+Every sampler takes `(model, x, sigmas, labels=None, generator=None)`, then keyword-only what is its
+own (`sizes`; `mask` and `transform`; `sigma_min`), as every k-diffusion sampler takes one signature:
+`x` is the noise, or for editing the reference image. Plain loops over explicit σ lists; the RNG is
+passed in.
+"""
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import math
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
+from cmzoo.engine.editing import INPAINTING, LinearTransform, impose, known_part
 from cmzoo.engine.parameterization import SIGMA_MAX, SIGMA_MIN, ConsistencyFunction
+from cmzoo.engine.schedules import karras_sigmas
 from cmzoo.errors import ConfigError
 
 Size = tuple[int, int]
+Tensor = torch.Tensor
 
 
 def multistep_sample(
     model: ConsistencyFunction,
-    noise: torch.Tensor,
+    noise: Tensor,
     sigmas: Sequence[float] = (SIGMA_MAX,),
-    labels: torch.Tensor | None = None,
+    labels: Tensor | None = None,
     generator: torch.Generator | None = None,
+    *,
     sigma_min: float = SIGMA_MIN,
-) -> torch.Tensor:
+) -> Tensor:
     """x = f(σ₁ z, σ₁), then x ← f(clip(x) + √(τ² − σ_min²) z, τ) for each later τ (decreasing).
 
     Every denoised image that feeds a further step is clamped to [-1, 1], as the reference sampler's
@@ -36,20 +45,16 @@ def multistep_sample(
     return x
 
 
-def renoise(x: torch.Tensor, tau: float, generator: torch.Generator | None, sigma_min: float = SIGMA_MIN) -> torch.Tensor:
-    """x + √(τ² − σ_min²) z: a denoised image taken back to noise level τ (CM Algorithm 1)."""
-    return x + (tau**2 - sigma_min**2) ** 0.5 * randn_like(x, generator)
-
-
 def sample_at_sizes(
     model: ConsistencyFunction,
-    noise: torch.Tensor,
-    sizes: Sequence[Size],
+    noise: Tensor,
     sigmas: Sequence[float] = (SIGMA_MAX,),
-    labels: torch.Tensor | None = None,
+    labels: Tensor | None = None,
     generator: torch.Generator | None = None,
+    *,
+    sizes: Sequence[Size],
     sigma_min: float = SIGMA_MIN,
-) -> tuple[dict[Size, torch.Tensor], object]:
+) -> tuple[dict[Size, Tensor], object]:
     """Samples of a function backbone at every size in `sizes` from ONE function per image.
 
     Earlier steps run at the training size; the last step is `render_at_sizes`, with the skip term of
@@ -59,19 +64,91 @@ def sample_at_sizes(
     check_sigmas(sigmas, sigma_min)
     x = noise * sigmas[0]
     if len(sigmas) > 1:
-        previous = multistep_sample(model, noise, sigmas[:-1], labels, generator, sigma_min)
+        previous = multistep_sample(model, noise, sigmas[:-1], labels, generator, sigma_min=sigma_min)
         x = renoise(previous.clamp(-1, 1), sigmas[-1], generator, sigma_min)
     return render_at_sizes(model, x, sigmas[-1], sizes, labels, resized_skip=len(sigmas) > 1)
 
 
+def edit_sample(
+    model: ConsistencyFunction,
+    reference: Tensor,
+    sigmas: Sequence[float],
+    labels: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    mask: Tensor,
+    transform: LinearTransform = INPAINTING,
+    sigma_min: float = SIGMA_MIN,
+) -> Tensor:
+    """CM Algorithm 4: x = f(y + σ₁ z, σ₁), then x ← f(x + √(τ² − σ_min²) z, τ) for each later τ, where
+    every denoised image is clamped to [-1, 1] and then has the known part of y imposed — the reference
+    code's order, so every step's input (and the returned image) keeps the known part exactly.
+    """
+    check_sigmas(sigmas, sigma_min)
+    y = known_part(reference, mask, transform)
+    x = perturb(y, sigmas[0], generator)
+    for i, tau in enumerate(sigmas):
+        if i:
+            x = renoise(x, tau, generator, sigma_min)
+        x = impose(y, denoise(model, x, tau, labels).clamp(-1, 1), mask, transform)
+    return x
+
+
+def edit_at_sizes(
+    model: ConsistencyFunction,
+    reference: Tensor,
+    sigmas: Sequence[float],
+    labels: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    *,
+    mask: Tensor,
+    sizes: Sequence[Size],
+    transform: LinearTransform = INPAINTING,
+    sigma_min: float = SIGMA_MIN,
+) -> tuple[dict[Size, Tensor], object]:
+    """`edit_sample` of a function backbone at every size in `sizes` from the last step's function.
+
+    At the reference's size this is exactly `edit_sample`. At other sizes the known part is not imposed
+    (the reference is given at its own size only): it enters through the skip term of the last step's
+    input, bilinearly resized. Returns ({(H, W): images}, the last step's functions c_out·F_θ).
+    """
+    check_sigmas(sigmas, sigma_min)
+    y = known_part(reference, mask, transform)
+    if len(sigmas) > 1:
+        x = edit_sample(model, reference, sigmas[:-1], labels, generator, mask=mask, transform=transform,
+                        sigma_min=sigma_min)
+        x = renoise(x, sigmas[-1], generator, sigma_min)
+    else:
+        x = perturb(y, sigmas[0], generator)
+    images, fn = render_at_sizes(model, x, sigmas[-1], sizes, labels, resized_skip=True)
+    size = tuple(y.shape[-2:])
+    if size in images:
+        images[size] = impose(y, images[size].clamp(-1, 1), mask, transform)
+    return images, fn
+
+
+def sigma_schedule(steps: int | Sequence[float]) -> list[float]:
+    """An explicit decreasing σ list, or n steps: the n largest points of an (n+1)-point Karras grid."""
+    if isinstance(steps, int):
+        if steps < 1:
+            raise ConfigError(f"--steps must be ≥ 1, got {steps}")
+        return [SIGMA_MAX] if steps == 1 else karras_sigmas(steps + 1).flip(0)[:steps].tolist()
+    sigmas = [float(s) for s in steps]
+    check_sigmas(sigmas)
+    return sigmas
+
+
+# ---- the steps the samplers are made of -----------------------------------------------------------------
+
+
 def render_at_sizes(
     model: ConsistencyFunction,
-    x: torch.Tensor,
+    x: Tensor,
     sigma: float,
     sizes: Sequence[Size],
-    labels: torch.Tensor | None = None,
+    labels: Tensor | None = None,
     resized_skip: bool = True,
-) -> tuple[dict[Size, torch.Tensor], object]:
+) -> tuple[dict[Size, Tensor], object]:
     """f(x, σ) of a function backbone rendered at every size in `sizes` from ONE function per image.
 
     The function c_out·F_θ is rendered at each size and the skip term c_skip·x added: x itself at x's
@@ -92,15 +169,25 @@ def render_at_sizes(
     return images, fn
 
 
-def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def denoise(model: ConsistencyFunction, x: Tensor, sigma: float, labels: Tensor | None) -> Tensor:
+    """f(x, σ) at one noise level σ for the whole batch."""
+    return model(x, torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype), labels)
+
+
+def renoise(x: Tensor, tau: float, generator: torch.Generator | None, sigma_min: float = SIGMA_MIN) -> Tensor:
+    """x + √(τ² − σ_min²) z: a denoised image taken back to noise level τ (CM Algorithm 1)."""
+    return x + (tau**2 - sigma_min**2) ** 0.5 * randn_like(x, generator)
+
+
+def perturb(y: Tensor, sigma: float, generator: torch.Generator | None) -> Tensor:
+    """x ~ N(y, σ² I): the first input of Algorithm 4."""
+    return y + sigma * randn_like(y, generator)
+
+
+def randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """Gaussian noise shaped like x, drawn on the generator's device (so a CPU seed is reproducible)."""
     device = generator.device if generator is not None else x.device
     return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-
-
-def denoise(model: ConsistencyFunction, x: torch.Tensor, sigma: float, labels: torch.Tensor | None) -> torch.Tensor:
-    """f(x, σ) at one noise level σ for the whole batch."""
-    return model(x, torch.full((x.shape[0],), float(sigma), device=x.device, dtype=x.dtype), labels)
 
 
 def check_sigmas(sigmas: Sequence[float], sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> None:

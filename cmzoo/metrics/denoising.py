@@ -3,16 +3,17 @@ what a consistency model has learned, usable during training and in learning tes
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from cmzoo.engine.parameterization import ConsistencyFunction
+# A one-step denoiser (x₀ + σz, σ (B,), labels) → x₀: a consistency function, or a recipe's `denoiser`.
+Denoiser = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 @torch.no_grad()
 def denoising_distance(
-    model: ConsistencyFunction, x0: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
+    model: Denoiser, x0: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
     labels: torch.Tensor | None = None,
 ) -> float:
     """Mean squared error of the one-step denoising f_θ(x₀ + σz, σ) against x₀ (per pixel)."""
@@ -22,7 +23,7 @@ def denoising_distance(
 
 
 def denoising_distances(
-    model: ConsistencyFunction, x0: torch.Tensor, sigmas: Sequence[float], seed: int = 0,
+    model: Denoiser, x0: torch.Tensor, sigmas: Sequence[float], seed: int = 0,
     labels: torch.Tensor | None = None,
 ) -> dict[float, float]:
     """Denoising distance at each σ bucket, with the same noise for every call of the same seed."""

@@ -16,8 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cmzoo.checkpoint import latest_checkpoint, read_safetensors_metadata
-from cmzoo.data import load_dataset, native_resolution
 from cmzoo.device import resolve_device
 from cmzoo.errors import DataError
 from cmzoo.metrics.inception import (
@@ -32,8 +30,6 @@ from cmzoo.metrics.statistics import (
     images_statistics,
     reference_statistics,
 )
-from cmzoo.run import check_count, generate, load_run, read_run_config, sigma_schedule
-from cmzoo.train.tracking import open_run_log
 
 IS_UNAVAILABLE = "n/a (weights not available)"
 PR_NEIGHBOURHOOD = 3  # Kynkäänniemi et al. 2019, as the ADM evaluator
@@ -136,11 +132,11 @@ def inception_score(pool: torch.Tensor, logits_weight: torch.Tensor, splits: int
 
 def evaluate_statistics(
     samples: FeatureStatistics, reference: FeatureStatistics, reference_name: str = "reference",
-    logits_weight: torch.Tensor | None = None, device: str | torch.device | None = None,
+    logits_weight: torch.Tensor | None = None, device: str | torch.device = "auto",
 ) -> EvalResult:
     """All metrics from the feature statistics of both sides."""
     check_counts(samples.n, reference.n)
-    device = resolve_device(device or "auto")
+    device = resolve_device(device)
     precision, recall = precision_recall(samples.pool.to(device), reference.pool.to(device))
     subset_size = min(KID_SUBSET_SIZE, samples.n, reference.n)
     kid_mean, kid_std = kernel_inception_distance(samples.pool, reference.pool, subset_size=subset_size)
@@ -161,7 +157,7 @@ def evaluate_statistics(
 
 def evaluate_images(
     samples: torch.Tensor, reference: torch.Tensor, batch_size: int = 64, reference_name: str = "reference",
-    inception_weights_for_is: str | Path | None = None, device: str | torch.device | None = None,
+    inception_weights_for_is: str | Path | None = None, device: str | torch.device = "auto",
     progress: bool = True,
 ) -> EvalResult:
     """FID, sFID, precision/recall, KID and IS of samples (uint8 or [-1, 1] float, N×3×H×W) against
@@ -174,60 +170,3 @@ def evaluate_images(
     ref_stats = reference_statistics(reference, reference_name, batch_size, device, progress)
     sample_stats = images_statistics(samples, batch_size, device, progress, "Inception features: samples")
     return evaluate_statistics(sample_stats, ref_stats, reference_name, logits_weight, device)
-
-
-def evaluate_run(
-    run_dir: str | Path, data: str | Path, n: int = 50_000, size: int | None = None, batch_size: int = 64,
-    steps: int | list[float] = 1, seed: int = 0, device: str | torch.device | None = None,
-    inception_weights_for_is: str | Path | None = None, n_reference: int | None = None, record: bool = True,
-) -> EvalResult:
-    """Generate n samples from a run (at `size` px; any size for function backbones) and score them
-    against the data set at `data`, resized to the same size. With `record`, the numbers are also
-    recorded in the run's own log (see :func:`record_evaluation`)."""
-    check_eval_counts(n, n_reference, batch_size)
-    device = resolve_device(device or "auto")
-    load_inception()  # missing torch-fidelity or Inception weights fail before any sampling
-    run = load_run(run_dir, device=device)
-    size = size or run.resolution
-    images, _ = generate(run, n, steps, seed, sizes=[(size, size)], batch_size=batch_size, progress=True, uint8=True)
-    reference = load_dataset(data, size)
-    result = evaluate_images(images[(size, size)], reference.images[:n_reference], batch_size,
-                             f"{reference.name}@{size}", inception_weights_for_is, device)
-    if record:
-        record_evaluation(run_dir, result, steps, size)
-    return result
-
-
-def record_evaluation(run_dir: str | Path, result: EvalResult, steps: int | list[float], size: int | None) -> None:
-    """Add an evaluation of a run to its own log (metrics.jsonl, and TensorBoard when the run uses it) at
-    the step of its newest checkpoint, as `eval/<steps>-step_<size>px` (None: the run's resolution), so
-    that `cmzoo report` shows it."""
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    size = size or config.resolution
-    step = int(read_safetensors_metadata(latest_checkpoint(run_dir / "checkpoints"))["step"])
-    with open_run_log(run_dir, config.log) as log:
-        log.scalars({"step": step, "eval": {f"{len(sigma_schedule(steps))}-step_{size}px": asdict(result)}})
-
-
-def check_eval_counts(n: int | None, n_reference: int | None, batch_size: int) -> None:
-    """Refuse counts no metric can use before anything is generated or read (None: not given)."""
-    if n is not None:
-        check_count(n, "--n (samples to score)", MIN_IMAGES)
-    if n_reference is not None:
-        check_count(n_reference, "--n-reference (reference images)", MIN_IMAGES)
-    check_count(batch_size, "--batch-size (images per forward pass)")
-
-
-def evaluate_image_source(
-    images: str | Path, data: str | Path, size: int | None = None, batch_size: int = 64,
-    device: str | torch.device | None = None, inception_weights_for_is: str | Path | None = None,
-    n_reference: int | None = None,
-) -> EvalResult:
-    """Score existing images (a folder or .npz) against the data set at `data`, both at `size` px."""
-    check_eval_counts(None, n_reference, batch_size)
-    size = size or native_resolution(images)
-    samples = load_dataset(images, size)
-    reference = load_dataset(data, size)
-    return evaluate_images(samples.images, reference.images[:n_reference], batch_size, f"{reference.name}@{size}",
-                           inception_weights_for_is, device)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cmzoo.data.sources import to_uint8
+from cmzoo.data import to_uint8
 from cmzoo.device import resolve_device
 from cmzoo.errors import ConfigError, DataError, WeightsError
 from cmzoo.progress import progress_bar
@@ -315,13 +315,13 @@ def as_uint8_images(images: torch.Tensor, what: str = "images") -> torch.Tensor:
 
 @torch.no_grad()
 def inception_features(
-    images: torch.Tensor, batch_size: int = 64, device: str | torch.device | None = None,
+    images: torch.Tensor, batch_size: int = 64, device: str | torch.device = "auto",
     progress: bool = True, description: str = "Inception features", model: nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pool (N, 2048) and spatial (N, 2023) float32 features of uint8 or [-1, 1] float images, from
     `model` (default: :func:`load_inception`'s)."""
     images = as_uint8_images(images)
-    device = resolve_device(device or "auto")
+    device = resolve_device(device)
     model = (model or load_inception()).to(device)
     pools, spatials = [], []
     # TF32 would change the features at the 1e-3 level; metrics must not depend on the GPU. cudnn.flags sets

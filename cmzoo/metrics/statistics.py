@@ -51,7 +51,7 @@ def feature_statistics(pool: torch.Tensor, spatial: torch.Tensor) -> FeatureStat
 
 
 def images_statistics(
-    images: torch.Tensor, batch_size: int = 64, device: str | torch.device | None = None, progress: bool = True,
+    images: torch.Tensor, batch_size: int = 64, device: str | torch.device = "auto", progress: bool = True,
     description: str = "Inception features",
 ) -> FeatureStatistics:
     """Embed uint8 or [-1, 1] float images with the offline Inception and summarise the features."""
@@ -105,7 +105,7 @@ def load_statistics(path: Path) -> FeatureStatistics | None:
 
 
 def reference_statistics(
-    images: torch.Tensor, name: str, batch_size: int = 64, device: str | torch.device | None = None,
+    images: torch.Tensor, name: str, batch_size: int = 64, device: str | torch.device = "auto",
     progress: bool = True,
 ) -> FeatureStatistics:
     """Statistics of a reference set, computed once per content and then read from the cache."""

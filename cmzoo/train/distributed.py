@@ -90,10 +90,8 @@ def setup(device: str) -> tuple[Dist, torch.device]:
     if world_size == 1:
         return Dist(), resolve_device(device)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    wants_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    wants_cuda = resolve_device(device).type == "cuda"
     if wants_cuda:
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} asked for, but CUDA is not available; use --device cpu")
         count = torch.cuda.device_count()
         if local_rank >= count:
             started = os.environ.get("LOCAL_WORLD_SIZE", local_rank + 1)

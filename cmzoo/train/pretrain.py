@@ -17,19 +17,17 @@ import torch.nn.functional as F
 from rich.console import Console
 from torch import nn
 
-from cmzoo.checkpoint import load_module_state, newest_valid_checkpoint, save_checkpoint, stored_config
+from cmzoo.checkpoint import load_module_state, stored_config
 from cmzoo.config import TrainConfig
 from cmzoo.data import ImageDataset, from_uint8, load_dataset, native_resolution, resize_square
 from cmzoo.device import resolve_device, to_device
 from cmzoo.engine.parameterization import c_in
 from cmzoo.errors import CheckpointError, ConfigError, DataError
-from cmzoo.files import write_text
-from cmzoo.plugins import build_backbone, get_backbone, require
+from cmzoo.registry import build_backbone, get_backbone, require
+from cmzoo.rundir import RESUME_FIX, RunDir, check_same_network, checkpoint_state
 from cmzoo.progress import progress_bar
-from cmzoo.run import RESUME_FIX, check_same_network
 from cmzoo.train.optim import lr_factor
 from cmzoo.train.signals import StopSignals
-from cmzoo.train.tracking import open_run_log, refuse_existing_run
 
 
 def reconstruct(module: nn.Module, x: torch.Tensor):
@@ -225,14 +223,14 @@ def pretrain(config: TrainConfig, console: Console | None = None, resume: bool =
         raise ConfigError(f"cmzoo pretrain runs in one process, but torchrun started {world_size}: each would "
                           "pre-train alone into the same run directory; start it without torchrun")
     console = console or Console(stderr=True)
-    run_dir = Path(config.out)
+    run_dir = RunDir(config.out)
     if resume:
         path, state = pretraining_checkpoint(run_dir, lambda text: console.print(f"[yellow]note:[/] {text}"))
     spec = get_backbone(config.backbone)
     require("pretrain", spec, "reconstruction pre-training")
     backbone_config = spec.make_config(config.preset, **config.backbone_overrides)  # before the data is read
     if not resume:
-        refuse_existing_run(run_dir)
+        run_dir.refuse_existing()
     lr = config.lr or 1e-4  # paper App. A.2: Adam, lr 1e-4
     sample_every = 200 if config.sample_every is None else config.sample_every
     batch_size = config.batch_size or 32
@@ -243,7 +241,8 @@ def pretrain(config: TrainConfig, console: Console | None = None, resume: bool =
     train, held = images[: len(images) - holdout], images[len(images) - holdout :]
     train_targets, held_targets = (None, None) if targets is None else (targets[: len(train)], targets[len(train) :])
     torch.manual_seed(config.seed)
-    net = build_backbone(spec, backbone_config, config.resolution)
+    channels = images.shape[1]
+    net = build_backbone(spec, backbone_config, config.resolution, channels)
     net.to(resolve_device(config.device))
     generator = torch.Generator().manual_seed(config.seed)
     training = ReconstructionTraining(net, train, config.steps, lr, batch_size, generator, train_targets,
@@ -254,7 +253,7 @@ def pretrain(config: TrainConfig, console: Console | None = None, resume: bool =
         check_same_network(stored_config(state), saved, f"run {run_dir}", "the resumed config", RESUME_FIX)
         load_module_state(net, state["online"], path)
         training.load_state_dict(state["pretrain"])
-    write_text(run_dir / "config.json", saved.model_dump_json(indent=2), "run config")
+    run_dir.write_config(saved)
     above = f", supervised at {config.render_resolution} px" if targets is not None else ""
     decay = f", falling to 0 over the last {config.lr_decay:.0%} of the steps" if config.lr_decay else ""
     resumed = f", resuming at step {training.step}" if training.step else ""
@@ -263,12 +262,12 @@ def pretrain(config: TrainConfig, console: Console | None = None, resume: bool =
                   f"{holdout} held out{resumed}")
 
     def save() -> Path:
-        state = {"step": training.step, "num_classes": None, "online": net.state_dict(), "ema": net.state_dict(),
-                 "pretrain": training.state_dict(), "config": saved.model_dump_json()}
-        return save_checkpoint(run_dir / "checkpoints", training.step, state, config.keep_checkpoints)
+        state = checkpoint_state(saved, training.step, channels, None, online=net.state_dict(), ema=net.state_dict(),
+                                 pretrain=training.state_dict())
+        return run_dir.save_checkpoint(state, config.keep_checkpoints)
 
     bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}  held-out {task.fields[held]}", console)
-    with bar as progress, open_run_log(run_dir, config.log) as log, StopSignals() as signals:
+    with bar as progress, run_dir.open_log(config.log) as log, StopSignals() as signals:
         for note in log.notes:
             console.print(f"[yellow]note:[/] {note}")
         task = progress.add_task("pretrain", total=config.steps, completed=training.step, loss=float("nan"), held="–")
@@ -288,12 +287,12 @@ def pretrain(config: TrainConfig, console: Console | None = None, resume: bool =
 
         resume_command = f"cmzoo pretrain --resume {run_dir}"
         run_reconstruction(training, on_step, save, config.checkpoint_every, signals, resume_command)
-    return run_dir
+    return run_dir.path
 
 
-def pretraining_checkpoint(run_dir: Path, note: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
+def pretraining_checkpoint(run_dir: RunDir, note: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
     """The newest valid checkpoint of a pre-training run and its state; a training run's is refused in one line."""
-    path, state = newest_valid_checkpoint(run_dir / "checkpoints", note)
+    path, state = run_dir.newest_valid_checkpoint(note)
     if "target" in state:
         raise CheckpointError(f"{run_dir} is a consistency-training run, not a pre-training run; continue it with "
                               f"`cmzoo train --resume {run_dir}`")

@@ -18,25 +18,23 @@ import cmzoo.checkpoint as checkpoint
 from cmzoo.config import DEFAULT_PRETRAIN_STEPS, FUNCTION_BOUNDARY_SCALE, TrainConfig, make_config
 from cmzoo.data import ImageDataset, batch_indices, from_uint8, load_dataset
 from cmzoo.device import device_rng_state, matmul_mode, resolve_precision, set_device_rng_state, to_device
-from cmzoo.engine.distances import l2, make_distance
+from cmzoo.engine.distances import make_distance
 from cmzoo.engine.ema import ema_update, frozen_copy
-from cmzoo.engine.loss import consistency_loss, denoising_loss
 from cmzoo.engine.parameterization import ConsistencyFunction
-from cmzoo.engine.recipes import SigmaPairs, get_recipe
+from cmzoo.engine.recipes import SigmaPairs
 from cmzoo.engine.sampling import Size
-from cmzoo.errors import CheckpointError, DataError, TrainingError, TrainingInterrupted
-from cmzoo.files import write_text
+from cmzoo.errors import CheckpointError, DataError, TrainingError
+from cmzoo.figures import plot_denoising_distances
 from cmzoo.grids import grid_image
 from cmzoo.metrics.denoising import denoising_distances
-from cmzoo.metrics.plots import plot_denoising_distances
-from cmzoo.plugins import build_backbone, get_backbone, require
 from cmzoo.progress import progress_bar
-from cmzoo.run import RESUME_FIX, Run, check_same_network, generate, read_run_config
+from cmzoo.registry import build_backbone, check_pairing, get_backbone, get_recipe, require
+from cmzoo.run import Run, generate
+from cmzoo.rundir import RESUME_FIX, RunDir, RunLog, check_same_network, checkpoint_state, summary_writer
 from cmzoo.train import distributed
 from cmzoo.train.optim import OPTIMIZERS, lr_factor
 from cmzoo.train.pretrain import ReconstructionTraining, psnr_of_mse, run_reconstruction
 from cmzoo.train.signals import StopSignals
-from cmzoo.train.tracking import RunLog, open_run_log, refuse_existing_run, summary_writer
 
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -56,7 +54,7 @@ class Periodic:
 
 
 class Trainer:
-    """Consistency training of one backbone; `run()` trains to `config.steps` and returns the run dir."""
+    """Consistency training of one backbone; `run()` trains to `config.steps` and returns the trained Run."""
 
     def __init__(self, config: TrainConfig, console: Console | None = None, data: ImageDataset | None = None) -> None:
         cfg, self.notices = config.resolved()
@@ -66,6 +64,7 @@ class Trainer:
         self.console = console or Console(stderr=True, quiet=not self.dist.main)
         self.recipe = get_recipe(cfg.recipe)
         self.spec = get_backbone(cfg.backbone)
+        check_pairing(self.recipe, self.spec)  # before the data is read
         backbone_config = self.spec.make_config(cfg.preset, **cfg.backbone_overrides)
         self.data = data if data is not None else load_dataset(cfg.data, cfg.resolution, cfg.shapes_count, cfg.seed)
         if self.data.resolution != cfg.resolution:
@@ -75,14 +74,16 @@ class Trainer:
             if self.data.num_classes is None:
                 raise DataError(f"class_conditional is set but data set {self.data.name} has no labels")
             self.num_classes = self.data.num_classes
+        self.channels = self.data.images.shape[1]
         if cfg.boundary_scale is None:  # the CPU default sharpens the boundary for image functions (config.py)
             smooth = cfg.preset == "tiny" and self.spec.capabilities.function_output
             self.config = cfg = cfg.model_copy(update={"boundary_scale": FUNCTION_BOUNDARY_SCALE if smooth else 1.0})
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
-        net = build_backbone(self.spec, backbone_config, cfg.resolution, self.data.images.shape[1], self.num_classes)
-        self.online = ConsistencyFunction(net, boundary_scale=cfg.boundary_scale).to(self.device)
-        if cfg.init_from:
-            checkpoint.load_run_weights(self.online.net, Path(cfg.init_from))
+        net = build_backbone(self.spec, backbone_config, cfg.resolution, self.channels, self.num_classes)
+        if cfg.init_from:  # before the recipe's wrapper, which may add to the network (a second time input)
+            RunDir(cfg.init_from).load_weights(net)
+        self.online = self.recipe.model(net, self.spec.capabilities.function_output, cfg.boundary_scale)
+        self.online = self.online.to(self.device)
         if cfg.pretrain_steps is None:  # the CPU default pre-trains a function backbone from scratch
             auto = cfg.preset == "tiny" and self.spec.capabilities.pretrain and not cfg.init_from
             steps = min(DEFAULT_PRETRAIN_STEPS, 2 * cfg.steps) if auto else 0  # a smoke run stays short
@@ -103,7 +104,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(cfg.seed)  # σ indices and noise, drawn on the CPU
         self.step = 0
         self.bad_steps = 0
-        self.run_dir = Path(cfg.out)
+        self.run_dir = RunDir(cfg.out)
         if cfg.log == "tensorboard":
             summary_writer()  # on every rank: a missing tensorboard fails before anything is trained
         self.run_log = RunLog()  # records nothing until `run` opens the run's logs (on rank 0)
@@ -136,12 +137,9 @@ class Trainer:
         micro_batches = self.dist.shard(cfg.batch_size, cfg.grad_accum)
         total = torch.zeros((), device=self.device)  # the loss stays on the device: no sync per micro-batch
         for m, part in enumerate(micro_batches):
-            x, sig, sig_next, z, w, y = self.micro_batch(indices[part], pairs, noise, part)
+            x, part_pairs, z, y = self.micro_batch(indices[part], pairs, noise, part)
             with distributed.no_sync(self.model, m < len(micro_batches) - 1), self.autocast():
-                if pairs.denoise:
-                    loss = denoising_loss(self.model, x, sig_next, z, w, l2, y)
-                else:
-                    loss = consistency_loss(self.model, self.target_forward, x, sig, sig_next, z, w, self.distance, y)
+                loss = recipe.loss(self.model, self.target_forward, x, part_pairs, z, self.distance, y)
             self.scaler.scale(loss / len(micro_batches)).backward()
             total += loss.detach().float()
         # The step's one host sync: skipping a non-finite step needs its loss on the host (RAdam has no
@@ -152,7 +150,7 @@ class Trainer:
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        mu = recipe.target_ema_at(pairs)
+        mu = pairs.target_ema
         # GradScaler skips the optimizer step on inf/NaN gradients and then lowers its scale: the EMAs
         # must skip too, or they would drift towards weights that did not move.
         if scale is None or self.scaler.get_scale() >= scale:
@@ -162,13 +160,14 @@ class Trainer:
         return {"loss": loss, **pairs.schedule, "target_ema": mu}
 
     def micro_batch(self, indices: torch.Tensor, pairs: SigmaPairs, noise: torch.Tensor,
-                    part: slice) -> tuple[torch.Tensor | None, ...]:
-        """(x, σ, σ_next, z, λ, labels) of one micro-batch of this rank on the device: only its own images
+                    part: slice) -> tuple[torch.Tensor, SigmaPairs, torch.Tensor, torch.Tensor | None]:
+        """(x, its σ pairs, z, labels) of one micro-batch of this rank on the device: only its own images
         are converted from uint8, after the copy (a quarter of the bytes of float32)."""
         device, labels = self.device, self.data.labels
         x = from_uint8(to_device(self.data.uint8(indices), device))
-        sig, sig_next, z, w = (to_device(t[part], device) for t in (pairs.sigma, pairs.sigma_next, noise, pairs.weight))
-        return x, sig, sig_next, z, w, to_device(labels[indices], device) if labels is not None else None
+        on_device = pairs.map(lambda t: to_device(t[part], device))
+        y = to_device(labels[indices], device) if labels is not None else None
+        return x, on_device, to_device(noise[part], device), y
 
     def autocast(self) -> torch.autocast:
         dtype = AUTOCAST[self.config.precision]
@@ -181,7 +180,7 @@ class Trainer:
         if self.bad_steps > self.config.max_bad_steps:
             raise TrainingError(
                 f"non-finite loss ({loss}) at step {self.step} (max_bad_steps {self.config.max_bad_steps}); "
-                f"the last good checkpoint in {self.run_dir / 'checkpoints'} is kept — lower the learning rate "
+                f"the last good checkpoint in {self.run_dir.checkpoints} is kept — lower the learning rate "
                 "and resume"
             )
         self.console.print(f"[yellow]note:[/] non-finite loss ({loss}) at step {self.step}: update skipped "
@@ -201,19 +200,11 @@ class Trainer:
         rng = {"generator": self.generator.get_state(), **ranks[0]}
         if len(ranks) > 1:
             rng["ranks"] = ranks
-        return {
-            "step": self.step,
-            "bad_steps": self.bad_steps,
-            "num_classes": self.num_classes,
-            "channels": self.data.images.shape[1],
-            "online": self.online.net.state_dict(),
-            "target": self.target.net.state_dict(),
-            "ema": self.ema.net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng,
-            "config": self.config.model_dump_json(),
-        }
+        return checkpoint_state(
+            self.config, self.step, self.channels, self.num_classes, bad_steps=self.bad_steps,
+            online=self.online.net.state_dict(), target=self.target.net.state_dict(), ema=self.ema.net.state_dict(),
+            optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), rng=rng,
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.online.net.load_state_dict(state["online"])
@@ -238,18 +229,21 @@ class Trainer:
 
     def save(self) -> Path:
         """Write a checkpoint of this step (rank 0 writes; every rank takes part and waits for it)."""
-        state, directory = self.state_dict(), self.run_dir / "checkpoints"
+        return self.save_state(self.run_dir, self.state_dict())
+
+    def save_state(self, run_dir: RunDir, state: dict[str, Any]) -> Path:
+        """Write `state` as a checkpoint in `run_dir` on rank 0, while every rank waits for it."""
         if self.dist.main:
-            checkpoint.save_checkpoint(directory, self.step, state, self.config.keep_checkpoints)
+            run_dir.save_checkpoint(state, self.config.keep_checkpoints)
         self.dist.barrier()
-        return directory / f"step_{self.step:08d}.safetensors"
+        return run_dir.checkpoint_path(state["step"])
 
     def resume(self) -> None:
         """Continue from the newest valid checkpoint (damaged newer ones are reported and passed over), or,
         in a run stopped during reconstruction pre-training, from its newest pre-training checkpoint."""
-        directory = self.run_dir / "checkpoints"
-        in_pretraining = not checkpoint.list_checkpoints(directory) and checkpoint.list_checkpoints(self.pretrain_dir)
-        path, state = checkpoint.newest_valid_checkpoint(self.pretrain_dir if in_pretraining else directory, self.note)
+        pretraining = self.run_dir.pretrain
+        in_pretraining = not self.run_dir.list_checkpoints() and pretraining.list_checkpoints()
+        path, state = (pretraining if in_pretraining else self.run_dir).newest_valid_checkpoint(self.note)
         saved = checkpoint.stored_config(state)
         check_same_network(saved, self.config, f"run {self.run_dir}", "the resumed config", RESUME_FIX)
         if in_pretraining:
@@ -262,26 +256,22 @@ class Trainer:
         else:
             self.load_state_dict(state)
 
-    @property
-    def pretrain_dir(self) -> Path:
-        """Where the reconstruction pre-training phase of this run keeps its checkpoints."""
-        return self.run_dir / "pretrain" / "checkpoints"
-
     def note(self, text: str) -> None:
         self.console.print(f"[yellow]note:[/] {text}")
 
     # ---- the loop --------------------------------------------------------------------------------
 
-    def run(self) -> Path:
+    def run(self) -> Run:
+        """Train to `config.steps` (or `stop_at`); returns what was trained, the sample EMA, as a Run."""
         cfg = self.config
         if self.dist.main:
-            write_text(self.run_dir / "config.json", cfg.model_dump_json(indent=2), "run config")
+            self.run_dir.write_config(cfg)
         for notice in self.notices:
             self.note(notice)
         self.console.print(self.start_line())
         if self.dist.main:
             # A resumed run continues after its checkpoint's step: TensorBoard drops later, stale events.
-            self.run_log = open_run_log(self.run_dir, cfg.log, purge_step=self.step + 1 if self.step else None)
+            self.run_log = self.run_dir.open_log(cfg.log, purge_step=self.step + 1 if self.step else None)
             for note in self.run_log.notes:
                 self.note(note)
         try:
@@ -292,7 +282,11 @@ class Trainer:
         finally:
             self.run_log.close()
             self.run_log = RunLog()
-        return self.run_dir
+        return self.trained_run()
+
+    def trained_run(self) -> Run:
+        """The sample EMA at this step, as a Run of this run directory."""
+        return Run(self.ema, self.config, self.spec, self.step, self.num_classes, self.channels, self.run_dir.path)
 
     def start_line(self) -> str:
         """What this run trains and how, for the start of its output."""
@@ -309,7 +303,7 @@ class Trainer:
             f"{warmup}, {self.device}{world}, {precision}",
             self.recipe.summary(cfg.distance),
         ]
-        if cfg.boundary_scale != 1:
+        if cfg.boundary_scale != 1 and isinstance(self.online, ConsistencyFunction):  # a consistency recipe's
             lines.append(f"c_skip, c_out at σ_min + {cfg.boundary_scale:g}(σ − σ_min)")
         if cfg.pretrain_steps and not self.step:
             lines.append(f"reconstruction pre-training first: {cfg.pretrain_steps} steps")
@@ -317,7 +311,7 @@ class Trainer:
 
     def pretrain(self) -> None:
         """Reconstruction pre-training of the online network (paper §3.4), then θ⁻ and the EMA copy it.
-        It checkpoints (in `pretrain_dir`) every checkpoint_every steps, at its end and on SIGINT/SIGTERM,
+        It checkpoints (in `run_dir.pretrain`) every checkpoint_every steps, at its end and on SIGINT/SIGTERM,
         and a resumed run continues it from there."""
         cfg = self.config
         training = ReconstructionTraining(self.online.net, self.data, cfg.pretrain_steps, cfg.lr, cfg.batch_size,
@@ -327,12 +321,9 @@ class Trainer:
             training.load_state_dict(self.pretrain_state["pretrain"])
 
         def save() -> Path:
-            state = {"step": training.step, "online": self.online.net.state_dict(), "pretrain": training.state_dict(),
-                     "config": cfg.model_dump_json()}
-            if self.dist.main:
-                checkpoint.save_checkpoint(self.pretrain_dir, training.step, state, cfg.keep_checkpoints)
-            self.dist.barrier()
-            return self.pretrain_dir / f"step_{training.step:08d}.safetensors"
+            state = checkpoint_state(cfg, training.step, self.channels, self.num_classes,
+                                     online=self.online.net.state_dict(), pretrain=training.state_dict())
+            return self.save_state(self.run_dir.pretrain, state)
 
         bar = progress_bar("pretrain", "mse {task.fields[loss]:.5f}", self.console)
         with bar as progress:
@@ -387,7 +378,8 @@ class Trainer:
                 if math.isfinite(metrics["loss"]):
                     window.append(metrics["loss"])
                 rate = (self.step - start_step) / (time.perf_counter() - start)
-                progress.update(task, completed=self.step, loss=metrics["loss"], schedule=schedule_text(metrics), rate=rate)
+                progress.update(task, completed=self.step, loss=metrics["loss"], schedule=self.recipe.schedule_text(metrics),
+                                rate=rate)
                 for work in periodic:
                     if work.due(self.step, end) and (main or not work.main_only):
                         work.action()
@@ -398,7 +390,7 @@ class Trainer:
         if main:
             self.log_grids()
         if main and cfg.denoise_every:
-            plot_denoising_distances(self.run_dir / "metrics.jsonl", self.run_dir / "denoising_distance.png")
+            plot_denoising_distances(self.run_dir.read_metrics(), self.run_dir.denoising_plot)
 
     def log_denoising_distances(self) -> None:
         self.log({"step": self.step, "denoising_distance": self.denoising_distances()})
@@ -408,7 +400,8 @@ class Trainer:
         n = min(len(self.data), 32)
         x0, labels = self.data.batch(torch.arange(n))
         x0, labels = x0.to(self.device), (labels.to(self.device) if labels is not None else None)
-        dist = denoising_distances(self.ema, x0, self.config.denoise_sigmas, self.config.seed, labels)
+        dist = denoising_distances(self.recipe.denoiser(self.ema), x0, self.config.denoise_sigmas, self.config.seed,
+                                   labels)
         return {f"{s:g}": d for s, d in dist.items()}
 
 
@@ -423,27 +416,21 @@ def grid_sizes(trainer: Trainer) -> list[tuple[int, int]]:
 
 def sample_grids(trainer: Trainer) -> dict[Size, torch.Tensor]:
     """The trainer's one-step samples as uint8 grids, one per render size (see `grid_sizes`)."""
-    run = Run(trainer.ema, trainer.config, trainer.spec, trainer.step, trainer.num_classes, trainer.data.images.shape[1])
     cfg = trainer.config
-    images, _ = generate(run, cfg.grid_size, steps=1, seed=cfg.seed + 1, sizes=grid_sizes(trainer))
+    images, _ = generate(trainer.trained_run(), cfg.grid_size, steps=1, seed=cfg.seed + 1, sizes=grid_sizes(trainer))
     return {size: grid_image(batch) for size, batch in images.items()}
 
 
-def schedule_text(metrics: dict[str, float]) -> str:
-    """'N 7', 'stage 2' or 'denoiser': where the recipe's curriculum is, for the progress bar."""
-    if "num_scales" in metrics:
-        return f"N {metrics['num_scales']}"
-    return "denoiser" if metrics["stage"] < 0 else f"stage {metrics['stage']}"
-
-
-def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Path:
-    """Train a consistency model; returns the run directory. `overrides` are TrainConfig fields."""
+def train(config: TrainConfig | None = None, resume: bool = False, console: Console | None = None, **overrides: Any) -> Run:
+    """Train a consistency model; returns it (the sample EMA) as a Run, whose `directory` holds the run.
+    `overrides` are TrainConfig fields."""
     cfg = make_config(**{**(config.model_dump() if config is not None else {}), **overrides})
+    run_dir = RunDir(cfg.out)
     if resume:  # before the network is built: another backbone's fields would fail with a misleading message
-        saved = read_run_config(cfg.out).model_dump(mode="json")
+        saved = run_dir.read_config().model_dump(mode="json")
         check_same_network(saved, cfg, f"run {cfg.out}", "the resumed config", RESUME_FIX)
     else:
-        refuse_existing_run(cfg.out)
+        run_dir.refuse_existing()
     try:
         trainer = Trainer(cfg, console=console)
         if resume:
@@ -453,4 +440,4 @@ def train(config: TrainConfig | None = None, resume: bool = False, console: Cons
         distributed.teardown()
 
 
-__all__ = ["Trainer", "TrainingInterrupted", "train"]
+__all__ = ["Trainer", "train"]

@@ -13,10 +13,12 @@ class DiTConfig(TransformerConfig):
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
+# Every number of a preset, as DiT's DiT_XL_2 shows its own; patch_size None: 4 up to 64 px, 8 above.
+# paper: App. A.3.
 PRESETS = {
-    "paper": {},  # paper App. A.3: dim 768, 12 heads, depth 15
-    "small": {"dim": 384, "depth": 12, "num_heads": 6},
-    "tiny": {"dim": 128, "depth": 4, "num_heads": 4},
+    "paper": {"dim": 768, "depth": 15, "num_heads": 12, "patch_size": None, "mlp_ratio": 4.0, "dropout": 0.0},
+    "small": {"dim": 384, "depth": 12, "num_heads": 6, "patch_size": None, "mlp_ratio": 4.0, "dropout": 0.0},
+    "tiny": {"dim": 128, "depth": 4, "num_heads": 4, "patch_size": None, "mlp_ratio": 4.0, "dropout": 0.0},
 }
 
 
@@ -28,7 +30,7 @@ def cmzoo_register_backbones() -> list[BackboneSpec]:
             config_model=DiTConfig,
             presets=PRESETS,
             build=DiT,
-            capabilities=Capabilities(class_conditional=True, zero_init_output=True),
+            capabilities=Capabilities(class_conditional=True, zero_init_output=True, second_time_input=True),
             description="DiT: patch tokens + adaLN-Zero Transformer blocks (Peebles & Xie 2023)",
         )
     ]

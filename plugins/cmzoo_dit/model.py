@@ -26,9 +26,10 @@ class DiT(PatchTransformer):
         # adaLN-Zero also zeroes the final layer, so F_θ ≡ 0 before training.
         self.init_dit_weights()
 
-    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None,
+                c_noise_2: torch.Tensor | None = None) -> torch.Tensor:
         x = self.patch_tokens(x_in)  # (B, T, D), T = grid²
-        c = self.condition(c_noise, labels)  # (B, D)
+        c = self.condition(c_noise, labels, c_noise_2)  # (B, D)
         for block in self.blocks:
             x = block(x, c)
         return self.unpatchify(self.final_layer(x, c))  # (B, T, p·p·C) → (B, C, H, W)

@@ -176,18 +176,20 @@ class FunctionGenerator(PatchTransformer):
     # -- contract ----------------------------------------------------------------------------------
 
     def predict_function(
-        self, x_in: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None
+        self, x_in: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None,
+        c_noise_2: torch.Tensor | None = None,
     ) -> INRImageFunction:
         """G_θ(x_in, c_noise, labels): the denoised images' functions (paper eq. 7)."""
-        c = self.condition(c_noise, labels)
+        c = self.condition(c_noise, labels, c_noise_2)
         x = self.patch_tokens(x_in)
         for block in self.encoder:
             x = block(x, c)
         return self.function_from_tokens(x, c)
 
-    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x_in: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor | None = None,
+                c_noise_2: torch.Tensor | None = None) -> torch.Tensor:
         """F_θ: the predicted functions rendered at the input's size (variational coordinates in training)."""
-        return self.predict_function(x_in, c_noise, labels).render(
+        return self.predict_function(x_in, c_noise, labels, c_noise_2).render(
             x_in.shape[-2], x_in.shape[-1], coords_noise=self.training
         )
 

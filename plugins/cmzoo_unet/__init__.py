@@ -35,12 +35,16 @@ class UNetConfig(BackboneConfig):
         return v
 
 
+# Every number of a preset; channel_mult None: the paper's rule by resolution (model.paper_channel_mult).
 PRESETS = {
-    "paper": {},  # paper App. A.2 (CM's ImageNet-64 U-Net): ch 256, 2 res blocks, attention at 32/16/8 px
-    "small": {"model_channels": 64, "channel_mult": (1, 2, 2, 2), "attention_resolutions": (16,)},
+    # Paper App. A.2 (CM's ImageNet-64 U-Net)
+    "paper": {"model_channels": 256, "channel_mult": None, "num_res_blocks": 2, "attention_resolutions": (32, 16, 8),
+              "num_head_channels": 64, "dropout": 0.0, "norm_groups": 32},
+    "small": {"model_channels": 64, "channel_mult": (1, 2, 2, 2), "num_res_blocks": 2, "attention_resolutions": (16,),
+              "num_head_channels": 64, "dropout": 0.0, "norm_groups": 32},
     # ≈0.9M parameters; one forward+backward of batch 32 at 32 px takes ≈0.5 s on one CPU core.
     "tiny": {"model_channels": 32, "channel_mult": (1, 1, 2), "num_res_blocks": 1, "attention_resolutions": (8,),
-             "norm_groups": 8},
+             "num_head_channels": 64, "dropout": 0.0, "norm_groups": 8},
 }
 
 

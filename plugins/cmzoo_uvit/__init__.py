@@ -22,9 +22,10 @@ class UViTConfig(TransformerConfig):
         return depth
 
 
+# Every number of a preset; patch_size None: 4 up to 64 px, 8 above.
 PRESETS = {
-    "paper": {},  # paper App. A.3: dim 768, 12 heads, depth 15 (7 + 1 + 7)
-    "tiny": {"dim": 128, "depth": 5, "num_heads": 4},
+    "paper": {"dim": 768, "depth": 15, "num_heads": 12, "patch_size": None, "mlp_ratio": 4.0},  # App. A.3: 7 + 1 + 7
+    "tiny": {"dim": 128, "depth": 5, "num_heads": 4, "patch_size": None, "mlp_ratio": 4.0},
 }
 
 

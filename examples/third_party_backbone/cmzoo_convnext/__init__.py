@@ -35,12 +35,15 @@ class ConvNeXtConfig(BackboneConfig):
         return k
 
 
+# Each preset shows all its numbers; the config's defaults are the paper preset's.
 PRESETS = {
     # ConvNeXt-B (iso.) of Liu et al. 2022 (§ "isotropic ConvNeXt": dim 768, depth 18), sized like the
     # paper's Transformer backbones; FiLM conditioning adds 2·dim² per block.
-    "paper": {},
+    "paper": {"dim": 768, "depth": 18, "patch_size": None, "kernel_size": 7, "mlp_ratio": 4.0, "ls_init_value": 1e-6,
+              "drop_path": 0.0},
     # A few hundred thousand parameters: a training step in a fraction of a second on one CPU core.
-    "tiny": {"dim": 64, "depth": 4, "patch_size": 2},
+    "tiny": {"dim": 64, "depth": 4, "patch_size": 2, "kernel_size": 7, "mlp_ratio": 4.0, "ls_init_value": 1e-6,
+             "drop_path": 0.0},
 }
 
 

@@ -1,5 +1,5 @@
-"""Benchmark records and their outputs: a rich/markdown summary (rows = backbones, columns = figures),
-the detailed rows as markdown, CSV and JSON, and PNG bar charts."""
+"""Benchmark records and the result tables written from them: a rich/markdown summary (rows = backbones,
+columns = figures), the detailed rows as markdown, CSV and JSON, and the efficiency bar charts."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cmzoo.files import write_text
-from cmzoo.metrics.plots import pyplot, save_figure
+from cmzoo.figures import panels, save_figure
 
 # Paper Table 2: multi-resolution sampling FPS (32 + 64 + 128 px) on CelebA 64.
 PAPER_MULTIRES_FPS = {"unet": 83.64, "uvit": 83.58, "dit": 96.61, "func": 447.02}
@@ -262,17 +262,12 @@ BAR_FIGURES: list[tuple[str, str, str, str]] = [  # (figure, record attribute, t
 
 def plot_efficiency(records: list[Record], path: Path) -> Path | None:
     """Grouped bars (backbones within each resolution) for every efficiency figure that was measured."""
-    panels = [p for p in BAR_FIGURES if any(r.figure == p[0] and not r.error for r in records)]
-    if not panels:
+    shown = [p for p in BAR_FIGURES if any(r.figure == p[0] and not r.error for r in records)]
+    if not shown:
         return None
-    plt = pyplot()
     backbones = list(dict.fromkeys(r.backbone for r in records))
-    cols = min(3, len(panels))
-    rows_n = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.6 * cols, 3.6 * rows_n), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    for ax, (figure, attr, title, ylabel) in zip(axes.flat, panels):
+    fig, axes = panels(len(shown), 4.6, 3.6)
+    for ax, (figure, attr, title, ylabel) in zip(axes, shown):
         rows = [r for r in records if r.figure == figure and not r.error]
         groups = list(dict.fromkeys(r.resolution for r in rows))
         width = 0.8 / len(backbones)
@@ -282,10 +277,8 @@ def plot_efficiency(records: list[Record], path: Path) -> Path | None:
             ax.bar(xs, [values.get(g, 0.0) for g in groups], width, label=b)
         ax.set_xticks(range(len(groups)), [f"{g} px" for g in groups])
         ax.set(title=title, ylabel=ylabel)
-    axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-    return path
+    axes[0].legend(fontsize=8)
+    return save_figure(fig, path)
 
 
 def print_summary(result: BenchResult, console: Console) -> None:

@@ -1,22 +1,27 @@
-"""Backbone plugins: the pluggy hookspec, entry-point discovery, the registry and the lookup API.
+"""The registry of backbones and recipes: the pluggy hookspecs, entry-point discovery of plugins, and the
+lookup API.
 
-Built-in and third-party backbones arrive the same way: a package declares an entry point in the
-``cmzoo`` group whose object implements :func:`cmzoo_register_backbones`. A plugin that fails to
-import, raises in its hook, returns something other than specs, or repeats a name already taken
-is reported by name (see :func:`plugin_problems`) and never stops the others.
+Built-in and third-party plugins arrive the same way: a package declares an entry point in the ``cmzoo``
+group whose object implements :func:`cmzoo_register_backbones`, :func:`cmzoo_register_recipes`, or
+both — one group, so that one package can bring a backbone and the recipe that needs it. cmzoo's own
+recipes are registered through the same hook by the registry itself, before any entry point, as
+pytest registers its built-in plugins: they live inside the cmzoo package and are the trainer's
+defaults. A plugin that fails to import, raises in its hook, returns something else, or repeats a
+name already taken is reported by name (see :func:`plugin_problems`) and never stops the others.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import pluggy
 from torch import nn
 
-from cmzoo.backbone import BackboneConfig, BackboneSpec
-from cmzoo.errors import BackboneError, CmzooError
+from cmzoo.backbone import BackboneConfig, BackboneSpec, Capabilities
+from cmzoo.engine.recipes import RECIPES, Recipe
+from cmzoo.errors import BackboneError, CmzooError, ConfigError
 
 PROJECT = "cmzoo"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -35,16 +40,37 @@ class BackboneHookSpec:
         """
 
 
+class RecipeHookSpec:
+    @hookspec
+    def cmzoo_register_recipes(self) -> list[Recipe]:
+        """Return the recipes this plugin provides, as instances of :class:`cmzoo.Recipe` subclasses.
+
+        Each recipe names itself (unique across installed plugins), describes itself in one line, and
+        lists in ``requires`` the backbone capabilities it needs; the trainer refuses other backbones.
+        """
+
+
+class BuiltinRecipes:
+    """cmzoo's own recipes, registered through the hook as any plugin's."""
+
+    @hookimpl
+    def cmzoo_register_recipes(self) -> list[Recipe]:
+        return list(RECIPES.values())
+
+
 class Registry:
-    """The loaded plugins, their specs by name, and the problems met while loading them."""
+    """The loaded plugins, their backbone specs and recipes by name, and the problems met loading them."""
 
     def __init__(self) -> None:
         self.manager = pluggy.PluginManager(PROJECT)
         self.manager.add_hookspecs(BackboneHookSpec)
+        self.manager.add_hookspecs(RecipeHookSpec)
         self.specs: dict[str, BackboneSpec] = {}
+        self.recipes: dict[str, Recipe] = {}
         self.problems: list[str] = []
 
     def load_entry_points(self) -> None:
+        self.register(BuiltinRecipes(), PROJECT)
         # pluggy's own loader stops at the first plugin that fails to import: guard each one.
         # cmzoo's own backbones first, so a third-party duplicate cannot displace a built-in.
         eps = sorted(importlib.metadata.entry_points(group=PROJECT), key=lambda ep: _distribution(ep) != PROJECT)
@@ -58,22 +84,44 @@ class Registry:
         self.manager.check_pending()
 
     def register(self, plugin: Any, name: str) -> None:
-        """Register a plugin object (module or instance with a hookimpl) and collect its specs."""
+        """Register a plugin object (module or instance with hookimpls) and collect its specs and recipes."""
         try:
             self.manager.register(plugin, name=name)
         except Exception as err:
             self.problems.append(f"plugin {name!r} could not be registered: {err}")
             return
-        for impl in self.manager.hook.cmzoo_register_backbones.get_hookimpls():
-            if impl.plugin_name == name:
-                self._collect(name, impl.function)
+        for hook, collect in ((self.manager.hook.cmzoo_register_backbones, self._collect_backbones),
+                              (self.manager.hook.cmzoo_register_recipes, self._collect_recipes)):
+            for impl in hook.get_hookimpls():
+                if impl.plugin_name == name:
+                    items = self._call(name, hook.name, impl.function)
+                    if items is not None:
+                        collect(name, items)
 
-    def _collect(self, plugin: str, hook: Any) -> None:
+    def _call(self, plugin: str, hook_name: str, hook: Any) -> list[Any] | None:
+        """What the plugin's hook returns, or None (and a problem) when it raises."""
         try:
-            specs = list(hook())
+            return list(hook())
         except Exception as err:
-            self.problems.append(f"plugin {plugin!r} raised in cmzoo_register_backbones: {err!r}")
-            return
+            self.problems.append(f"plugin {plugin!r} raised in {hook_name}: {err!r}")
+            return None
+
+    def _collect_recipes(self, plugin: str, recipes: list[Any]) -> None:
+        known = {f.name for f in fields(Capabilities)}
+        for recipe in recipes:
+            if not isinstance(recipe, Recipe):
+                self.problems.append(f"plugin {plugin!r} returned {type(recipe).__name__}, not a Recipe")
+            elif recipe.name in self.recipes:
+                other = self.recipes[recipe.name].plugin
+                self.problems.append(f"plugin {plugin!r} declares recipe {recipe.name!r}, already provided by "
+                                     f"plugin {other!r}; kept {other!r}'s")
+            elif unknown := [c for c in recipe.requires if c not in known]:
+                self.problems.append(f"plugin {plugin!r}: recipe {recipe.name!r} requires unknown capabilities "
+                                     f"{unknown} (known: {', '.join(sorted(known))}); skipped")
+            else:
+                self.recipes[recipe.name] = replace(recipe, plugin=plugin)
+
+    def _collect_backbones(self, plugin: str, specs: list[Any]) -> None:
         for spec in specs:
             if not isinstance(spec, BackboneSpec):
                 self.problems.append(f"plugin {plugin!r} returned {type(spec).__name__}, not a BackboneSpec")
@@ -128,12 +176,13 @@ def reload_plugins() -> Registry:
 
 
 def register_plugin(plugin: Any, name: str) -> None:
-    """Register an in-process plugin (a module or object with a ``cmzoo_register_backbones`` hookimpl)."""
+    """Register an in-process plugin (a module or object with a ``cmzoo_register_backbones`` or
+    ``cmzoo_register_recipes`` hookimpl)."""
     registry().register(plugin, name)
 
 
 def plugin_problems() -> list[str]:
-    """One line per plugin that failed to load, raised, or declared a duplicate or invalid backbone."""
+    """One line per plugin that failed to load, raised, or declared a duplicate or invalid backbone or recipe."""
     return list(registry().problems)
 
 
@@ -187,3 +236,23 @@ def require(capability: str, spec: BackboneSpec, doing: str) -> None:
     having = [s.name for s in list_backbones() if getattr(s.capabilities, capability)]
     hint = f"; use a backbone with it: {', '.join(having)}" if having else ""
     raise BackboneError(f"{doing} needs capability {capability!r}, which backbone {spec.name!r} lacks{hint}")
+
+
+def list_recipes() -> list[Recipe]:
+    """Every installed recipe, sorted by name."""
+    return [registry().recipes[n] for n in sorted(registry().recipes)]
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe `name`; the error lists the installed ones."""
+    recipes = registry().recipes
+    if name not in recipes:
+        raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(sorted(recipes))} "
+                          "(`cmzoo recipes` lists them)")
+    return recipes[name]
+
+
+def check_pairing(recipe: Recipe, spec: BackboneSpec) -> None:
+    """Refuse a backbone that lacks a capability the recipe requires, in one line naming it."""
+    for capability in recipe.requires:
+        require(capability, spec, f"recipe {recipe.name!r}")
