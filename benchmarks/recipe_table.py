@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cmzoo.metrics.plots import pyplot, save_figure
+from cmzoo.figures import pyplot, save_figure
 
 
 def points(results: Path, backbone: str) -> list[dict]:
@@ -46,6 +46,7 @@ def main() -> None:
         lines.append(f"| {label} | {fids} | {last['precision']:.2f} | " if last else f"| {label} | {fids} | – | ")
         lines[-1] += f"{two[-1]['fid']:.1f} | {two[-1]['precision']:.2f} |" if two else "– | – |"
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plt = pyplot()
