@@ -12,7 +12,7 @@ from cmzoo.backbone import validation_message
 from cmzoo.engine.distances import check_distance, lpips_available
 from cmzoo.errors import ConfigError
 from cmzoo.files import read_text
-from cmzoo.registry import get_recipe
+from cmzoo.registry import get_backbone, get_recipe
 
 DEFAULT_BACKBONE = "func"  # the paper's image-function generator
 # Minutes of CPU: a function backbone's decoder needs ~500 steps to leave its flat-colour plateau, which
@@ -110,7 +110,9 @@ class TrainConfig(BaseModel):
         if r.distances is not None and distance not in r.distances:
             raise ConfigError(f"recipe {recipe!r} compares with {', '.join(r.distances)} only, not {distance!r}; "
                               "leave distance unset")
-        periodic = PERIODIC["tiny" if self.preset == "tiny" else "other"]
+        tiny = self.preset == "tiny"
+        capabilities = get_backbone(self.backbone).capabilities
+        periodic = PERIODIC["tiny" if tiny else "other"]
         updates = dict(
             **{k: v if getattr(self, k) is None else getattr(self, k) for k, v in periodic.items()},
             recipe=recipe,
@@ -121,7 +123,12 @@ class TrainConfig(BaseModel):
             betas=self.betas or r.betas,
             warmup=r.warmup if self.warmup is None else self.warmup,
             sample_ema=r.sample_ema if self.sample_ema is None else self.sample_ema,
-            boundary_scale=self.boundary_scale or r.boundary_scale,
+            # The CPU default sharpens the boundary for image functions and pre-trains them from scratch.
+            boundary_scale=self.boundary_scale or r.boundary_scale
+            or (FUNCTION_BOUNDARY_SCALE if tiny and capabilities.function_output else 1.0),
+            pretrain_steps=self.pretrain_steps if self.pretrain_steps is not None
+            else min(DEFAULT_PRETRAIN_STEPS, 2 * self.steps) if tiny and capabilities.pretrain and not self.init_from
+            else 0,  # a smoke run stays short
         )
         return self.model_copy(update=updates), notices
 

@@ -7,7 +7,7 @@ import json
 import torch
 from rich.console import Console
 
-from cmzoo.config import CPU_RECIPE, DEFAULT_PRETRAIN_STEPS, TrainConfig, make_config
+from cmzoo.config import CPU_RECIPE, DEFAULT_PRETRAIN_STEPS, FUNCTION_BOUNDARY_SCALE, TrainConfig, make_config
 from cmzoo.data import load_dataset
 from cmzoo.train.trainer import Trainer
 
@@ -33,6 +33,17 @@ def test_pretraining_steps_are_resolved_per_run(tmp_path):
     assert _trainer(tmp_path, steps=3).config.pretrain_steps == 6  # a smoke run stays short
     assert _trainer(tmp_path, steps=300, pretrain_steps=0).config.pretrain_steps == 0
     assert _trainer(tmp_path, backbone="dit", steps=300).config.pretrain_steps == 0  # no pretrain capability
+
+
+def test_the_config_resolves_the_function_defaults_before_any_network_is_built():
+    func, _ = TrainConfig(backbone="func", steps=300).resolved()
+    dit, _ = TrainConfig(backbone="dit", steps=300).resolved()
+    paper, _ = TrainConfig(backbone="func", preset="paper", steps=300).resolved()
+    assert (func.boundary_scale, func.pretrain_steps) == (FUNCTION_BOUNDARY_SCALE, DEFAULT_PRETRAIN_STEPS)
+    assert (dit.boundary_scale, dit.pretrain_steps) == (1.0, 0) and (paper.boundary_scale, paper.pretrain_steps) == (1.0, 0)
+    given, _ = TrainConfig(backbone="func", boundary_scale=3.0, pretrain_steps=7, init_from="run").resolved()
+    assert (given.boundary_scale, given.pretrain_steps) == (3.0, 7)
+    assert TrainConfig(backbone="func", init_from="run").resolved()[0].pretrain_steps == 0  # starts from weights
 
 
 def test_pretraining_runs_first_and_starts_both_emas_from_its_weights(tmp_path):

@@ -51,3 +51,55 @@ def test_table7_compares_rendered_upscaled_and_native_samples_at_each_size(faces
     assert [r["model"] for r in rows] == ["8-px func, functions rendered at 16 px",
                                           "8-px func, 8-px samples upscaled bicubically", "16-px func at 16 px"]
     assert all(r["size"] == 16 and r["n_samples"] == 8 and r["fid"] > 0 for r in rows)
+
+
+@pytest.fixture(scope="module")
+def two_benches(tmp_path_factory):
+    """Two convergence benches of 4 and 6 steps, one backbone each, as the paper comparison runs them."""
+    from cmzoo.bench import run_bench
+    from rich.console import Console
+
+    root = tmp_path_factory.mktemp("benches")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CMZOO_CACHE", str(root / "cache"))
+    np.savez(root / "faces.npz", images=np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8))
+    for backbone, batch, per_minute in (("func", 4, 2), ("dit", 2, 3)):
+        run_bench(backbones=[backbone], only=["convergence"], resolutions=[16], minutes=[1, 2], device="cpu",
+                  steps_per_minute={backbone: per_minute}, quality_batch_size=batch, data=str(root / "faces.npz"),
+                  n_eval=8, n_reference=16, out=str(root / backbone), console=Console(quiet=True))
+    yield root
+    mp.undo()
+
+
+def test_gather_makes_one_bench_folder_of_several(two_benches, tmp_path):
+    floor_file = tmp_path / "floor.json"
+    floor_file.write_text(json.dumps({"result": {"fid": 30.0}}))
+    out = tmp_path / "four"
+    paper_cpu.main(["gather", str(two_benches / "func"), f"{two_benches / 'dit'}:dit", "--floor", str(floor_file),
+                    "--out", str(out)])
+    saved = json.loads((out / "results.json").read_text())
+    rows = [(r["backbone"], r["resolution"], r["notes"]["step"]) for r in saved["records"]]
+    assert rows == [("func", "1 min", 2), ("func", "2 min", 4), ("func", "2 min, 2-step", 4),
+                    ("dit", "1 min", 3), ("dit", "2 min", 6), ("dit", "2 min, 2-step", 6)]
+    assert saved["config"]["backbones"] == ["func", "dit"]
+    assert len(saved["environment"]["sources"]) == 2 and saved["environment"]["command"].startswith(
+        "python benchmarks/paper_cpu.py gather")
+    for r in saved["records"]:  # grids point into the gathered folder, and are there
+        assert Path(r["notes"]["grid"]).is_file() and Path(r["notes"]["grid"]).is_relative_to(out)
+    assert not list(out.rglob("checkpoints")) and (out / "convergence" / "dit" / "metrics.jsonl").is_file()
+    assert (out / "convergence.png").stat().st_size > 10_000
+    page = (out / "report.html").read_text()
+    assert page.count("<img") >= 5 and "func: FID" in page and "dit: FID" in page
+    with pytest.raises(SystemExit, match="no convergence records of unet"):
+        paper_cpu.main(["gather", f"{two_benches / 'dit'}:unet", "--out", str(tmp_path / "none")])
+
+
+def test_stability_reads_each_runs_curves_over_its_budget(two_benches, tmp_path):
+    table = paper_cpu.stability({"func, batch 4": f"{two_benches / 'func'}", "dit, batch 2": f"{two_benches / 'dit'}:dit"},
+                                tmp_path)
+    lines = table.splitlines()
+    assert lines[0].startswith("| run | steps | batch | FID at 1 min / 2 min |")
+    assert lines[2].startswith("| func, batch 4 | 4 | 4 | ") and lines[3].startswith("| dit, batch 2 | 6 | 2 | ")
+    cells = lines[3].strip("|").split("|")
+    assert float(cells[5]) >= float(cells[4].split("@")[0])  # the end is never below the lowest
+    assert (tmp_path / "stability.png").stat().st_size > 10_000 and (tmp_path / "stability.md").read_text() == table + "\n"

@@ -43,8 +43,11 @@ def _grid(run_dir: RunDir, step: int, resolution: int) -> Path:
     return run_dir.grids(resolution).get(step, {}).get((resolution, resolution), run_dir.samples)
 
 
-def plot_convergence(records: list[Record], path: Path) -> Path | None:
-    """FID vs measured training minutes, one line per backbone (one-step), the two-step FID as a marker."""
+def plot_convergence(records: list[Record], path: Path, floor: float | None = None) -> Path | None:
+    """FID vs the training budget in minutes, one line per backbone (one-step), the two-step FID as a
+    marker, and (given) the FID of held-out real images as the floor. The x axis is the budget each point
+    stands for, not the wall clock it took: a run with pinned steps per minute may take longer on a
+    shared machine, and a function backbone's pre-training is not in its budget."""
     rows = [r for r in records if r.figure == "convergence" and r.value is not None]
     if not rows:
         return None
@@ -53,13 +56,14 @@ def plot_convergence(records: list[Record], path: Path) -> Path | None:
     for backbone in dict.fromkeys(r.backbone for r in rows):
         one = [r for r in rows if r.backbone == backbone and r.notes["sampling_steps"] == 1]
         two = [r for r in rows if r.backbone == backbone and r.notes["sampling_steps"] == 2]
-        line, = ax.plot([r.notes["train_seconds"] / 60 for r in one], [r.value for r in one], "o-",
-                        label=f"{backbone}, 1 step")
+        line, = ax.plot([r.notes["minutes"] for r in one], [r.value for r in one], "o-", label=f"{backbone}, 1 step")
         if two:
-            ax.plot([r.notes["train_seconds"] / 60 for r in two], [r.value for r in two], "s", color=line.get_color(),
+            ax.plot([r.notes["minutes"] for r in two], [r.value for r in two], "s", color=line.get_color(),
                     markerfacecolor="none", markersize=9, label=f"{backbone}, 2 steps")
+    if floor is not None:
+        ax.axhline(floor, color="grey", linestyle="--", linewidth=1, label="held-out real images")
     n = rows[0].notes
-    ax.set(xlabel="training wall-clock minutes", ylabel=f"FID ({n['n_samples']} samples vs {n['n_reference']})",
-           xscale="log", title=f"convergence on {n['data']}")
+    ax.set(xlabel="training budget, minutes", ylabel=f"FID ({n['n_samples']} samples vs {n['n_reference']})",
+           xscale="log", yscale="log", title=f"convergence on {n['data']}")
     ax.legend(fontsize=8)
     return save_figure(fig, path)

@@ -124,7 +124,8 @@ PLANNERS: list[tuple[set[str], Callable[[Plan], list[Row]]]] = [
 ]
 # Plots drawn once every row is measured; each returns its file, or None when there was nothing to draw.
 FINISHERS: dict[str, Callable[[Plan], Path | None]] = {
-    "quality": lambda plan: plot_stability(plan.bench, plan.runs),
+    "quality": lambda plan: plot_stability(plan.runs, Path(plan.bench.config.out) / "stability.png",
+                                           plan.bench.config.stability_sigma),
     "convergence": lambda plan: plot_convergence(plan.result.records, Path(plan.bench.config.out) / "convergence.png"),
 }
 

@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 
 import cmzoo.checkpoint as checkpoint
-from cmzoo.config import DEFAULT_PRETRAIN_STEPS, FUNCTION_BOUNDARY_SCALE, TrainConfig, make_config
+from cmzoo.config import TrainConfig, make_config
 from cmzoo.data import ImageDataset, batch_indices, from_uint8, load_dataset
 from cmzoo.device import device_rng_state, matmul_mode, resolve_precision, set_device_rng_state, to_device
 from cmzoo.engine.distances import make_distance
@@ -75,19 +75,12 @@ class Trainer:
                 raise DataError(f"class_conditional is set but data set {self.data.name} has no labels")
             self.num_classes = self.data.num_classes
         self.channels = self.data.images.shape[1]
-        if cfg.boundary_scale is None:  # the CPU default sharpens the boundary for image functions (config.py)
-            smooth = cfg.preset == "tiny" and self.spec.capabilities.function_output
-            self.config = cfg = cfg.model_copy(update={"boundary_scale": FUNCTION_BOUNDARY_SCALE if smooth else 1.0})
         torch.manual_seed(cfg.seed)  # the initial weights are a function of the seed
         net = build_backbone(self.spec, backbone_config, cfg.resolution, self.channels, self.num_classes)
         if cfg.init_from:  # before the recipe's wrapper, which may add to the network (a second time input)
             RunDir(cfg.init_from).load_weights(net)
         self.online = self.recipe.model(net, self.spec.capabilities.function_output, cfg.boundary_scale)
         self.online = self.online.to(self.device)
-        if cfg.pretrain_steps is None:  # the CPU default pre-trains a function backbone from scratch
-            auto = cfg.preset == "tiny" and self.spec.capabilities.pretrain and not cfg.init_from
-            steps = min(DEFAULT_PRETRAIN_STEPS, 2 * cfg.steps) if auto else 0  # a smoke run stays short
-            self.config = cfg = cfg.model_copy(update={"pretrain_steps": steps})
         if cfg.pretrain_steps:
             require("pretrain", self.spec, "pretrain_steps > 0 (reconstruction pre-training)")
         self.target = frozen_copy(self.online)
