@@ -49,7 +49,7 @@ def plot_stability(runs: dict[str, Path], path: Path, sigma: float | None = 1.0,
         pyplot().close(fig)
         return None
     x = "share of the training budget" if per_budget else "step"
-    where = "summed over the logged σ" if sigma is None else f"at σ = {sigma:g}"
+    where = "summed over σ" if sigma is None else f"at σ = {sigma:g}"
     loss_ax.set(xlabel=x, ylabel="consistency loss (window mean)", yscale="log", title="training loss")
     den_ax.set(xlabel=x, ylabel=f"MSE of f(x₀ + σz, σ) vs x₀, {where}", yscale="log", title="denoising distance")
     loss_ax.legend(fontsize=8)
