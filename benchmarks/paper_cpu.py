@@ -118,7 +118,7 @@ def gather(specs: list[str], out: Path, floor_file: Path | None, argv: list[str]
 def stability(specs: dict[str, str], out: Path) -> str:
     """stability.png (loss and total denoising distance over each run's budget) and a markdown table: each
     run's steps and batch, FID at each point, and the total denoising distance at its lowest and at the end."""
-    runs, rows = {}, []
+    runs, rows, labels = {}, [], []
     for label, spec in specs.items():
         folder, backbone = bench_folder(spec)
         data, found = convergence_of(folder, backbone)
@@ -128,12 +128,13 @@ def stability(specs: dict[str, str], out: Path) -> str:
         totals = [(m["step"], sum(m["denoising_distance"].values())) for m in logged if "denoising_distance" in m]
         low_step, low = min(totals[1:] or totals, key=lambda t: t[1])
         one = [r for r in found if r.backbone == name and r.notes["sampling_steps"] == 1]
+        labels = max(labels, [r.resolution for r in one], key=len)  # a run stopped early has fewer points
         rows.append([label, f"{one[-1].notes['steps']:,}", str(data["config"]["quality_batch_size"]),
                      " / ".join(f"{r.value:.1f}" for r in one), f"{low:.3f} @ {low_step:,}",
                      f"{totals[-1][1]:.3f}", f"{totals[-1][1] / low:.2f}"])
     out.mkdir(parents=True, exist_ok=True)
     plot_stability(runs, out / "stability.png", sigma=None, per_budget=True)
-    points = " / ".join(r.resolution for r in one)
+    points = " / ".join(labels)
     table = markdown_table(["run", "steps", "batch", f"FID at {points}", "lowest total distance (step)",
                             "total distance at the end", "end / lowest"], rows)
     (out / "stability.md").write_text(table + "\n")
