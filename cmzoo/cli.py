@@ -65,6 +65,11 @@ def parse_steps(values: Sequence[str]) -> int | list[float]:
         raise ConfigError(f"--steps takes a step count or decreasing σ values, got {' '.join(values)}") from None
 
 
+def parse_checkpoint(value: str) -> int | str:
+    """`--checkpoint 5560` (a training step) or `--checkpoint path/step_00005560.safetensors` (a file)."""
+    return int(value) if value.isdigit() else value
+
+
 def parse_field(pair: str) -> tuple[str, Any]:
     """'dim=256' → ('dim', 256): the value parsed as JSON when it can be (a number, true, a list), else text."""
     key, sep, value = pair.partition("=")
@@ -118,10 +123,12 @@ def add_run_dir_options(p: argparse.ArgumentParser, resume_help: str) -> None:
 def add_run_options(p: argparse.ArgumentParser, out: str, run: str | None = "required", weights: bool = False,
                     seed: bool = False, batch_size: bool = False) -> None:
     """The options of the commands that use a trained run: --run (`run`: 'required', its help, or None for
-    none), --weights, --seed, --batch-size, --device and --out (`out`: its default file)."""
+    none) and --checkpoint, --weights, --seed, --batch-size, --device and --out (`out`: its default file)."""
     if run is not None:
         required = run == "required"
         p.add_argument("--run", required=required, metavar="RUN_DIR", help=None if required else run)
+        p.add_argument("--checkpoint", type=parse_checkpoint, metavar="STEP_OR_FILE",
+                       help="a training step the run kept, or a checkpoint file (default: its newest)")
     if weights:
         p.add_argument("--weights", choices=("ema", "online", "target"), default="ema")
     if seed:
@@ -209,7 +216,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     sizes = parse_sizes(args.sizes) if args.sizes else None
     steps = parse_steps(args.steps)
-    run = load_run(args.run, weights=args.weights, device=args.device)
+    run = load_run(args.run, weights=args.weights, device=args.device, checkpoint=args.checkpoint)
     # Every destination is checked before sampling, and the functions (every size in one file) are saved first.
     paths = grid_paths(Path(args.out), sizes or [(run.resolution, run.resolution)])
     for path in paths.values():
@@ -268,7 +275,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     size = parse_size(args.size) if args.size else None
     steps = {"steps": parse_steps(args.steps)} if args.steps else {}
     out = check_image_destination(args.out, "edited image")
-    run = load_run(args.run, weights=args.weights, device=args.device)
+    run = load_run(args.run, weights=args.weights, device=args.device, checkpoint=args.checkpoint)
     image = edit(run, args.image, args.task, args.mask, size, seed=args.seed, **steps)
     print(f"wrote {save_grid(image, out, what='edited image')}")
     return 0
@@ -294,7 +301,7 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
     size = parse_size(args.size) if args.size else None
     out = check_image_destination(args.out, "interpolation strip")
-    run = load_run(args.run, weights=args.weights, device=args.device)
+    run = load_run(args.run, weights=args.weights, device=args.device, checkpoint=args.checkpoint)
     frames = interpolate(run, *args.seeds, frames=args.frames, size=size)
     print(f"wrote {save_grid(frames, out, nrow=len(frames), what='interpolation strip')}")
     return 0
@@ -357,7 +364,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = check_destination(args.out, "evaluation results")
     check_destination(out.with_suffix(".md"), "evaluation table")
     steps = parse_steps(args.steps)
-    run = load_run(args.run, device=args.device) if args.run else None
+    run = load_run(args.run, device=args.device, checkpoint=args.checkpoint) if args.run else None
     if run:
         result = evaluate_run(run, args.data, args.n, size, args.batch_size, steps, args.seed, args.inception_weights,
                               args.n_reference, record=False)

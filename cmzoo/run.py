@@ -10,7 +10,7 @@ from typing import Literal, Sequence
 import torch
 from torch import nn
 
-import cmzoo.checkpoint as checkpoint
+import cmzoo.checkpoint as checkpoints
 from cmzoo.backbone import BackboneSpec, ImageFunction
 from cmzoo.config import TrainConfig
 from cmzoo.data import to_uint8
@@ -52,14 +52,14 @@ class Run:
 
 
 def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.device = "auto",
-             checkpoint_path: str | Path | None = None) -> Run:
-    """Rebuild the backbone of `run_dir` and load the `weights` of its newest (or given) checkpoint onto
-    `device` (auto: CUDA when available)."""
+             checkpoint: int | str | Path | None = None) -> Run:
+    """Rebuild the backbone of `run_dir` and load the `weights` of a checkpoint (the newest; a training
+    step; or a file) onto `device` (auto: CUDA when available)."""
     run_dir = RunDir(run_dir)
     config = run_dir.read_config()
-    path = Path(checkpoint_path) if checkpoint_path else run_dir.latest_checkpoint()
-    state = checkpoint.load_checkpoint(path)
-    check_same_network(checkpoint.stored_config(state), config, f"run {run_dir} ({path.name})",
+    path = run_dir.checkpoint_for(checkpoint)
+    state = checkpoints.load_checkpoint(path)
+    check_same_network(checkpoints.stored_config(state), config, f"run {run_dir} ({path.name})",
                        f"its {run_dir.config_file}", "restore the config's fields to those of its weights")
     if weights not in state:
         kept = [w for w in ("ema", "online", "target") if w in state]
@@ -73,7 +73,7 @@ def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.
                          num_classes)
     # A run written before boundary_scale existed has none: it was trained with the paper's scalings.
     model = get_recipe(config.recipe_name).model(net, spec.capabilities.function_output, config.boundary_scale or 1.0)
-    checkpoint.load_module_state(model.net, net_state, path)  # after the wrapper, which may add to the network
+    checkpoints.load_module_state(model.net, net_state, path)  # after the wrapper, which may add to the network
     model = model.to(resolve_device(device)).eval().requires_grad_(False)
     return Run(model, config, spec, int(state["step"]), num_classes, channels, run_dir.path)
 
@@ -169,8 +169,8 @@ def load_image_function(path: str | Path) -> ImageFunction:
         found = "is a directory" if path.is_dir() else "does not exist"
         raise CheckpointError(f"image function file {path} {found}; give a file written by "
                               "`cmzoo sample --save-functions`")
-    meta = checkpoint.read_safetensors_metadata(path)
-    if meta.get("format") == checkpoint.FORMAT:
+    meta = checkpoints.read_safetensors_metadata(path)
+    if meta.get("format") == checkpoints.FORMAT:
         raise CheckpointError(f"{path} is a training checkpoint, not saved image functions; save them with "
                               "`cmzoo sample --run RUN_DIR --save-functions F.safetensors`")
     if "backbone" not in meta:

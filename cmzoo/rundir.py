@@ -151,6 +151,19 @@ class RunDir:
     def checkpoint_path(self, step: int) -> Path:
         return checkpoint.checkpoint_file(self.checkpoints, step)
 
+    def checkpoint_for(self, which: int | str | Path | None = None) -> Path:
+        """The checkpoint to load: the newest (None), the one of a training step (int), or a file."""
+        if which is None:
+            return self.latest_checkpoint()
+        if not isinstance(which, int):
+            return Path(which)
+        path = self.checkpoint_path(which)
+        if not path.is_file():
+            kept = ", ".join(str(int(checkpoint.PATTERN.search(p.name)[1])) for p in self.list_checkpoints())
+            raise CheckpointError(f"run {self.path} keeps no checkpoint of step {which} (it keeps steps: "
+                                  f"{kept or 'none'}); give one of those, or --keep-checkpoints when training")
+        return path
+
     def newest_valid_checkpoint(self, note: Callable[[str], None]) -> tuple[Path, dict[str, Any]]:
         return checkpoint.newest_valid_checkpoint(self.checkpoints, note)
 

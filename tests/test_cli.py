@@ -240,3 +240,25 @@ def test_boundary_scale_is_kept_by_the_run_and_absent_means_the_papers(tmp_path)
     del config["boundary_scale"]  # a run written before the option existed
     (out / "config.json").write_text(json.dumps(config))
     assert load_run(out).model.boundary_scale == 1.0
+
+
+def test_checkpoint_picks_a_kept_step_or_a_file_and_names_the_kept_steps(tmp_path, capsys):
+    from cmzoo.run import load_run
+
+    out = tmp_path / "run"
+    assert main(["train", "--backbone", "dit", "--data", "shapes", "--batch-size", "4", "--steps", "4",
+                 "--checkpoint-every", "2", "--sample-every", "0", "--out", str(out)]) == 0
+    assert load_run(out).step == 4 and load_run(out, checkpoint=2).step == 2
+
+    def grid(*extra):
+        path = tmp_path / f"s{len(list(tmp_path.glob('s*.png')))}.png"
+        assert main(["sample", "--run", str(out), "--weights", "online", "--n", "4", "--out", str(path), *extra]) == 0
+        return np.asarray(Image.open(path))
+
+    newest, at_2 = grid(), grid("--checkpoint", "2")
+    assert np.array_equal(grid("--checkpoint", str(out / "checkpoints" / "step_00000004.safetensors")), newest)
+    assert not np.array_equal(at_2, newest)
+    capsys.readouterr()
+    assert main(["sample", "--run", str(out), "--checkpoint", "3", "--out", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no checkpoint of step 3 (it keeps steps: 2, 4)" in err, err

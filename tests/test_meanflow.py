@@ -3,6 +3,10 @@ steps, the JVP's pitfalls (fused attention, DDP, shared random draws), func's im
 and the capability check that refuses backbones without a second time input."""
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -272,3 +276,14 @@ def test_func_trains_with_meanflow_and_samples_at_two_sizes(tmp_path):
     assert images[(32, 32)].shape == (2, 3, 32, 32) and len(functions) == 2
     fresh, _ = generate(run, n=2, steps=2, sizes=[(RES, RES)])
     torch.testing.assert_close(fresh[(RES, RES)], images[(RES, RES)])
+
+
+def test_the_first_jvp_of_a_process_shows_no_warning_of_torchs_own(tmp_path):
+    # Forward AD loads torch's JVP decompositions once per process, so this needs a fresh one.
+    code = ("import torch\nfrom cmzoo.engine.meanflow import total_derivative\n"
+            "z = torch.randn(2, 3, 4, 4); t = torch.rand(2)\n"
+            "dudt = total_derivative(lambda z, r, t, labels: z * t.view(-1, 1, 1, 1), z, 0 * t, t, torch.ones_like(z))\n"
+            "assert torch.allclose(dudt, t.view(-1, 1, 1, 1) + z)\n")
+    r = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert r.returncode == 0 and not r.stderr, r.stderr

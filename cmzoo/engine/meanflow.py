@@ -7,6 +7,7 @@ path, a Jacobian-vector product. One step from noise: x = z₁ − u(z₁, 0, 1)
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal, Sequence
 
 import torch
@@ -120,7 +121,11 @@ def total_derivative(model: nn.Module, z: Tensor, r: Tensor, t: Tensor, v: Tenso
     attention kernels have no forward-mode derivative."""
     primals = (z.float(), r.float(), t.float())
     tangents = (v.float(), torch.zeros_like(primals[1]), torch.ones_like(primals[2]))
-    with torch.no_grad(), torch.autocast(z.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH):
+    with (torch.no_grad(), torch.autocast(z.device.type, enabled=False), sdpa_kernel(SDPBackend.MATH),
+          warnings.catch_warnings()):
+        # Forward AD scripts torch's own JVP decompositions on first use, which torch reports as a
+        # deprecation of torch.jit.script: torch's to change, nothing the user can act on.
+        warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", FutureWarning)
         return jvp(lambda z_, r_, t_: model(z_, r_, t_, labels), primals, tangents)[1]
 
 
