@@ -1,7 +1,9 @@
-"""benchmarks/paper_cpu.py: the floor and Table 7's protocol on tiny runs (never its numbers)."""
+"""benchmarks/paper_cpu.py and recipe_table.py: the floor, Table 7, gathering, stability and the recipe table
+on tiny runs (their protocol, never their numbers)."""
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -103,3 +105,23 @@ def test_stability_reads_each_runs_curves_over_its_budget(two_benches, tmp_path)
     cells = lines[3].strip("|").split("|")
     assert float(cells[5]) >= float(cells[4].split("@")[0])  # the end is never below the lowest
     assert (tmp_path / "stability.png").stat().st_size > 10_000 and (tmp_path / "stability.md").read_text() == table + "\n"
+
+
+def test_recipe_table_by_minutes_takes_a_later_two_step_evaluation_from_the_runs_log(two_benches, tmp_path):
+    import recipe_table
+
+    dit = tmp_path / "dit"
+    shutil.copytree(two_benches / "dit", dit)
+    assert cmzoo(["eval", "--run", str(dit / "convergence" / "dit"), "--checkpoint", "3", "--steps", "2",
+                  "--data", str(two_benches / "faces.npz"), "--n", "8", "--n-reference", "16",
+                  "--out", str(tmp_path / "eval.json")]) == 0
+    text = recipe_table.main(["--by", "minutes", f"func={two_benches / 'func'}:func", f"dit, two evals={dit}:dit",
+                              "--out", str(tmp_path / "table")])
+    head, _, func, dit_row = text.splitlines()
+    assert head == ("| run | FID @ 1 min | FID @ 2 min | precision, last | 2-step FID @ 1 min | "
+                    "2-step FID @ 2 min |")
+    two_step_at_1 = json.loads((tmp_path / "eval.json").read_text())["fid"]
+    assert dit_row.split(" | ")[4].startswith(f"{two_step_at_1:.1f} (") and func.split(" | ")[4] == "–"
+    assert (tmp_path / "table" / "curve.png").stat().st_size > 10_000
+    by_steps = recipe_table.main([f"dit={dit}:dit", "--out", str(tmp_path / "steps")])
+    assert by_steps.splitlines()[0].startswith("| run | FID @ 3 | FID @ 6 | precision, last | 2-step FID @ 3 |")
