@@ -14,7 +14,8 @@ reach the trainer through the registry (`cmzoo_register_recipes`), these as any 
   then is tuned into a consistency model on continuous noise pairs (t, r) whose gap Δt = t − r halves
   at every stage.
 - `MeanFlow` (`meanflow`, Geng et al. 2025): the average velocity u(z_t, r, t) of a flow, trained on
-  the MeanFlow identity (engine/meanflow.py); it needs a backbone with a second time input.
+  the MeanFlow identity (engine/meanflow.py); it needs a backbone with a second time input. `meanflow-x`
+  has pixel backbones predict the clean image as function backbones do (pixel MeanFlow's x-prediction).
 """
 
 from __future__ import annotations
@@ -247,6 +248,7 @@ class MeanFlow(Recipe):
     average_fraction: float = 0.25
     weight_power: float = 1.0  # p and c of the adaptive weight
     weight_c: float = 1e-3
+    pixel_prediction: Literal["velocity", "image"] = "velocity"  # function backbones always predict the image
 
     def pairs(self, k: int, total_steps: int, batch: int, generator: torch.Generator | None) -> SigmaPairs:
         t, r = sample_times(batch, self.p_mean, self.p_std, self.average_fraction, generator)
@@ -258,8 +260,8 @@ class MeanFlow(Recipe):
                              self.weight_c)
 
     def model(self, net: nn.Module, function_output: bool, boundary_scale: float = 1.0) -> AverageVelocity:
-        """Function backbones predict the clean image, pixel backbones the velocity (AverageVelocity says why)."""
-        return AverageVelocity(net, "image" if function_output else "velocity")
+        """Function backbones predict the clean image, pixel backbones `pixel_prediction` (AverageVelocity says why)."""
+        return AverageVelocity(net, "image" if function_output else self.pixel_prediction)
 
     def denoiser(self, model: AverageVelocity) -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
         return model.denoise
@@ -277,7 +279,7 @@ class MeanFlow(Recipe):
     def summary(self, distance: str | None = None) -> str:
         return (f"recipe {self.name}: (t, r) logit-normal({self.p_mean:g}, {self.p_std:g}), "
                 f"{self.average_fraction:.0%} with r < t, JVP target, adaptive weights p = {self.weight_power:g}, "
-                f"c = {self.weight_c:g} ({self.description})")
+                f"c = {self.weight_c:g}, pixel backbones predict the {self.pixel_prediction} ({self.description})")
 
     def schedule_text(self, schedule: Mapping[str, float]) -> str:
         return ""
@@ -321,3 +323,6 @@ RECIPES: dict[str, Recipe] = {
         distance="l2", lr=1e-3, batch_size=32, sample_ema=0.98, optimizer="adam", betas=(0.9, 0.95),
     ),
 }
+RECIPES["meanflow-x"] = replace(
+    RECIPES["meanflow"], name="meanflow-x", pixel_prediction="image",
+    description="MeanFlow with pixel backbones predicting the clean image (pixel MeanFlow's x-prediction)")
