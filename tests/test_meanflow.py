@@ -250,9 +250,20 @@ def test_the_second_time_input_exists_only_for_the_recipe_that_asks_for_it():
 # ---- the recipe in the trainer and the CLI ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backbone", ["dit", "func"])
-def test_meanflow_passes_the_recipe_conformance_helper(backbone):
-    check_recipe("meanflow", backbone=backbone, resolution=RES)
+@pytest.mark.parametrize("recipe,backbone", [("meanflow", "dit"), ("meanflow", "func"), ("meanflow-x", "dit")])
+def test_meanflow_passes_the_recipe_conformance_helper(recipe, backbone):
+    check_recipe(recipe, backbone=backbone, resolution=RES)
+
+
+def test_meanflow_x_has_a_pixel_backbone_predict_the_image_and_leaves_function_backbones_as_they_were():
+    z, t, r = torch.randn(2, 3, RES, RES), torch.tensor([0.5, 1.0]), torch.tensor([0.0, 0.25])
+    dit = get_recipe("meanflow-x").model(cmzoo.create_backbone("dit", resolution=RES), False)
+    nn.init.normal_(dit.net.final_layer.linear.weight, std=0.02)  # a non-zero x̂
+    with torch.no_grad():
+        x_hat = dit.net(z, 1000 * t, None, c_noise_2=1000 * (t - r))
+        torch.testing.assert_close(dit(z, r, t), (z - x_hat) / t.view(-1, 1, 1, 1))
+    assert get_recipe("meanflow").model(cmzoo.create_backbone("dit", resolution=RES), False).predicts == "velocity"
+    assert get_recipe("meanflow-x").model(cmzoo.create_backbone("func", resolution=RES), True).predicts == "image"
 
 
 def test_backbones_without_a_second_time_input_are_refused_in_one_line(tmp_path, capsys):

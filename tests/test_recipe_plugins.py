@@ -21,7 +21,7 @@ from test_third_party_plugin import installed, pip_install
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "third_party_recipe"
-BUILTIN = {"ct", "ict", "ct-short", "ict-short", "ect", "meanflow"}
+BUILTIN = {"ct", "ict", "ct-short", "ict-short", "ect", "meanflow", "meanflow-x"}
 
 
 def test_builtin_recipes_come_through_the_hook():
@@ -32,14 +32,14 @@ def test_builtin_recipes_come_through_the_hook():
     assert not cmzoo.plugin_problems()
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN - {"meanflow"}))  # meanflow's runs in test_meanflow.py
+@pytest.mark.parametrize("name", sorted(BUILTIN - {"meanflow", "meanflow-x"}))  # those run in test_meanflow.py
 def test_builtin_recipes_pass_the_conformance_helper(name):
     check_recipe(name)
 
 
 def test_unknown_recipe_names_the_choices(capsys, tmp_path):
     with pytest.raises(ConfigError, match=r"unknown recipe 'fast'; choose one of ct, ct-short, ect, ict, ict-short, "
-                                          r"meanflow \(`cmzoo recipes` lists them\)"):
+                                          r"meanflow, meanflow-x \(`cmzoo recipes` lists them\)"):
         cmzoo.get_recipe("fast")
     assert main(["train", "--recipe", "fast", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
