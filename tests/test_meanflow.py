@@ -3,6 +3,7 @@ steps, the JVP's pitfalls (fused attention, DDP, shared random draws), func's im
 and the capability check that refuses backbones without a second time input."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -298,3 +299,20 @@ def test_the_first_jvp_of_a_process_shows_no_warning_of_torchs_own(tmp_path):
     r = subprocess.run([sys.executable, "-W", "error::FutureWarning", "-c", code], capture_output=True, text=True,
                        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert r.returncode == 0 and not r.stderr, r.stderr
+
+
+def test_the_stability_probe_logs_both_velocities_of_both_networks(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import meanflow_stability
+
+    import cmzoo.engine.meanflow as meanflow
+
+    scale = meanflow.TIME_SCALE
+    try:
+        rows = meanflow_stability.main(["--data", "shapes", "--resolution", str(RES), "--batch-size", "4", "--steps", "3",
+                                        "--every", "2", "--time-scale", "1", "--out", str(tmp_path / "s.jsonl")])
+    finally:
+        meanflow.TIME_SCALE = scale
+    assert [r["step"] for r in rows] == [2, 3] and all(r["time_scale"] == 1 and r["lr"] == 1e-3 for r in rows)
+    assert all(v > 0 for r in rows for net in ("online", "ema") for v in r[net].values())
+    assert [json.loads(line)["step"] for line in (tmp_path / "s.jsonl").read_text().splitlines()] == [2, 3]
