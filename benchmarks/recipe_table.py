@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cmzoo.figures import pyplot, save_figure
+from cmzoo.figures import plain_log_ticks, pyplot, save_figure
 
 
 def points(folder: Path, backbone: str) -> list[dict]:
@@ -89,7 +89,10 @@ def curve(runs: dict[str, list[dict]], by: str, path: Path, title: str, floor: f
     if floor is not None:
         ax.axhline(floor, color="grey", linestyle="--", linewidth=1, label=f"held-out real images ({floor:.1f})")
     ax.set(xlabel="training budget, minutes" if by == "minutes" else "training steps (batch 32)",
-           ylabel="FID (500 samples vs 2,000)", yscale="log", title=title)
+           ylabel="FID (500 samples vs 2,000)", yscale="log")
+    ax.set_title(title, fontsize=9)
+    plain_log_ticks(ax, sorted({p[by] for ps in runs.values() for p in ps}),
+                    [v for v in (floor, *(p["fid"] for ps in runs.values() for p in ps)) if v])
     ax.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)

@@ -45,6 +45,18 @@ def save_figure(fig: Any, out: Out, dpi: int = 100) -> Out:
     return out
 
 
+def plain_log_ticks(ax: Any, xs: list[float], values: list[float]) -> None:
+    """Axes labelled with the points `xs` and round values (FIDs) rather than powers of ten."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    lo, hi = min(values), max(values)
+    ax.set_yticks([t for t in (10, 20, 30, 50, 75, 100, 150, 200, 300, 500) if lo * 0.8 <= t <= hi * 1.25])
+    ax.yaxis.set_major_formatter("{x:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())
+
+
 def plot_denoising_distances(records: Iterable[dict[str, Any]], out: Out) -> Out | None:
     """Denoising distance vs step, one curve per σ bucket, from a run's metrics records."""
     rows = [r for r in records if "denoising_distance" in r]

@@ -11,7 +11,7 @@ from typing import Iterator
 from cmzoo.backbone import BackboneSpec
 from cmzoo.bench.protocol import Bench, clear_run_dir, protocol_config, scored_record, steps_for_seconds
 from cmzoo.bench.results import Record
-from cmzoo.figures import pyplot, save_figure
+from cmzoo.figures import plain_log_ticks, pyplot, save_figure
 from cmzoo.rundir import RunDir
 from cmzoo.train.trainer import train
 
@@ -65,18 +65,6 @@ def plot_convergence(records: list[Record], path: Path, floor: float | None = No
     n = rows[0].notes
     ax.set(xlabel="training budget, minutes", ylabel=f"FID ({n['n_samples']} samples vs {n['n_reference']})",
            xscale="log", yscale="log", title=f"convergence on {n['data']}")
-    _plain_ticks(ax, sorted({r.notes["minutes"] for r in rows}), [v for v in (floor, *(r.value for r in rows)) if v])
+    plain_log_ticks(ax, sorted({r.notes["minutes"] for r in rows}), [v for v in (floor, *(r.value for r in rows)) if v])
     ax.legend(fontsize=8)
     return save_figure(fig, path)
-
-
-def _plain_ticks(ax: object, minutes: list[float], values: list[float]) -> None:
-    """Log axes labelled with the scoring points and round FIDs rather than powers of ten."""
-    from matplotlib.ticker import NullFormatter
-
-    ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
-    lo, hi = min(values), max(values)
-    ax.set_yticks([t for t in (10, 20, 30, 50, 75, 100, 150, 200, 300, 500) if lo * 0.8 <= t <= hi * 1.25])
-    ax.yaxis.set_major_formatter("{x:g}")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_minor_formatter(NullFormatter())
