@@ -6,8 +6,8 @@ it here long before its FID does (`recipes_meanflow/README.md`).
     python benchmarks/meanflow_stability.py --backbone dit --steps 2720 --every 136 --time-scale 1 \\
         --out benchmarks/results/recipes_meanflow/stability/dit_time1.jsonl
 
-`--time-scale` replaces the factor by which times reach the backbone's noise embeddings (1000: t on
-DiT's 0…1000 scale), for this process only.
+`--time-scale` and `--lr` replace the recipe's: the probe trains a copy of the recipe registered in this
+process under the name `<recipe>-time-scale-<scale>`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from dataclasses import replace
+
 import torch
 from rich.console import Console
 
-import cmzoo.engine.meanflow as meanflow
+from cmzoo.engine.recipes import Recipe
+from cmzoo.registry import get_recipe, hookimpl, list_recipes, register_plugin
 from cmzoo.train import Trainer, make_config
 
 
@@ -31,6 +34,17 @@ def velocity_rms(model: torch.nn.Module, z: torch.Tensor) -> dict[str, float]:
     one, zero = torch.ones(len(z)), torch.zeros(len(z))
     return {"u(0,1)": model(z, zero, one).pow(2).mean().sqrt().item(),
             "u(1,1)": model(z, one, one).pow(2).mean().sqrt().item()}
+
+
+class ProbeRecipe:
+    """An in-process plugin registering one variant of a recipe."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self.recipe = recipe
+
+    @hookimpl
+    def cmzoo_register_recipes(self) -> list[Recipe]:
+        return [self.recipe]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -43,15 +57,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--steps", type=int, default=2720)
     ap.add_argument("--every", type=int, default=136)
     ap.add_argument("--lr", type=float, help="default: the recipe's")
-    ap.add_argument("--time-scale", type=float, default=meanflow.TIME_SCALE)
+    ap.add_argument("--time-scale", type=float, help="times enter the noise embeddings × this; default: the recipe's")
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="backbone config overrides")
     ap.add_argument("--out", type=Path, required=True, help="a .jsonl, one line per measured step")
     args = ap.parse_args(argv)
-    meanflow.TIME_SCALE = args.time_scale  # AverageVelocity reads it at every call
+    recipe = get_recipe(args.recipe)
+    time_scale = recipe.time_scale if args.time_scale is None else args.time_scale
+    probe = replace(recipe, name=f"{recipe.name}-time-scale-{time_scale:g}", time_scale=time_scale)
+    if probe.name not in {r.name for r in list_recipes()}:
+        register_plugin(ProbeRecipe(probe), probe.name)
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     rows = []
     with tempfile.TemporaryDirectory() as run:
-        config = make_config(backbone=args.backbone, preset="tiny", recipe=args.recipe, data=args.data,
+        config = make_config(backbone=args.backbone, preset="tiny", recipe=probe.name, data=args.data,
                              resolution=args.resolution, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                              device="cpu", out=run, sample_every=0, checkpoint_every=0, seed=0,
                              backbone_overrides=overrides)
@@ -64,7 +82,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for step in range(1, args.steps + 1):
                 loss = trainer.train_step()
                 if step % args.every == 0 or step == args.steps:
-                    row = {"step": step, "time_scale": args.time_scale, "lr": trainer.config.lr, **loss,
+                    row = {"step": step, "time_scale": probe.time_scale, "lr": trainer.config.lr, **loss,
                            "online": velocity_rms(trainer.online, z), "ema": velocity_rms(trainer.ema, z),
                            "seconds": round(time.perf_counter() - start, 1)}
                     rows.append(row)

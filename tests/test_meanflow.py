@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from cmzoo.engine.meanflow import (
     AverageVelocity, adaptive_weight, linear_path, meanflow_loss, meanflow_sample, meanflow_sample_at_sizes,
     meanflow_target, path_velocity, sample_times, time_schedule, total_derivative, velocity_from_image)
 from cmzoo.errors import BackboneError, ConfigError
-from cmzoo.registry import get_recipe
+from cmzoo.registry import get_recipe, reload_plugins
 from cmzoo.run import generate, load_run
 from cmzoo.testing import check_recipe
 from cmzoo.train import Trainer, make_config, train
@@ -107,7 +108,7 @@ def test_the_jvp_tangents_are_v_0_1_by_finite_differences():
     model = _perturbed(_tiny("dit")).eval()
     x, noise, t, r = _draws()
     z, v = linear_path(x, noise, t), path_velocity(x, noise)
-    h = 1e-4  # the time embedding turns at 1000·t·f radians: a larger h leaves the linear range
+    h = 1e-4  # a larger h leaves the linear range of the time embeddings' highest frequencies
     with torch.no_grad():
         fd = (model(z + h * v, r, t + h) - model(z - h * v, r, t - h)) / (2 * h)
     dudt = total_derivative(model, z, r, t, v)
@@ -138,7 +139,7 @@ def test_func_predicts_the_image_and_its_last_step_renders_at_any_size():
     assert model.predicts == "image" and _tiny("dit").predicts == "velocity"
     z, t, r = torch.randn(B, 3, RES, RES), torch.tensor([1.0, 0.5, 0.02]), torch.zeros(B)
     with torch.no_grad():
-        x_hat = model.net(z, 1000 * t, None, c_noise_2=1000 * (t - r))
+        x_hat = model.net(z, t, None, c_noise_2=t - r)
         torch.testing.assert_close(model(z, r, t), velocity_from_image(z, x_hat, t))
         # u does not depend on r except through the conditioning, and z − t·u lands on x̂ for t ≥ 0.05.
         torch.testing.assert_close((z - t.view(-1, 1, 1, 1) * model(z, r, t))[:2], x_hat[:2])
@@ -258,10 +259,10 @@ def test_meanflow_passes_the_recipe_conformance_helper(recipe, backbone):
 
 def test_meanflow_x_has_a_pixel_backbone_predict_the_image_and_leaves_function_backbones_as_they_were():
     z, t, r = torch.randn(2, 3, RES, RES), torch.tensor([0.5, 1.0]), torch.tensor([0.0, 0.25])
-    dit = get_recipe("meanflow-x").model(cmzoo.create_backbone("dit", resolution=RES), False)
+    dit = replace(get_recipe("meanflow-x"), time_scale=1000).model(cmzoo.create_backbone("dit", resolution=RES), False)
     nn.init.normal_(dit.net.final_layer.linear.weight, std=0.02)  # a non-zero x̂
     with torch.no_grad():
-        x_hat = dit.net(z, 1000 * t, None, c_noise_2=1000 * (t - r))
+        x_hat = dit.net(z, 1000 * t, None, c_noise_2=1000 * (t - r))  # the recipe's time scale reaches the embeddings
         torch.testing.assert_close(dit(z, r, t), (z - x_hat) / t.view(-1, 1, 1, 1))
     assert get_recipe("meanflow").model(cmzoo.create_backbone("dit", resolution=RES), False).predicts == "velocity"
     assert get_recipe("meanflow-x").model(cmzoo.create_backbone("func", resolution=RES), True).predicts == "image"
@@ -305,14 +306,11 @@ def test_the_stability_probe_logs_both_velocities_of_both_networks(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     import meanflow_stability
 
-    import cmzoo.engine.meanflow as meanflow
-
-    scale = meanflow.TIME_SCALE
     try:
         rows = meanflow_stability.main(["--data", "shapes", "--resolution", str(RES), "--batch-size", "4", "--steps", "3",
-                                        "--every", "2", "--time-scale", "1", "--out", str(tmp_path / "s.jsonl")])
+                                        "--every", "2", "--time-scale", "1000", "--out", str(tmp_path / "s.jsonl")])
     finally:
-        meanflow.TIME_SCALE = scale
-    assert [r["step"] for r in rows] == [2, 3] and all(r["time_scale"] == 1 and r["lr"] == 1e-3 for r in rows)
+        reload_plugins()  # forget the probe's recipe variant
+    assert [r["step"] for r in rows] == [2, 3] and all(r["time_scale"] == 1000 and r["lr"] == 1e-3 for r in rows)
     assert all(v > 0 for r in rows for net in ("online", "ema") for v in r[net].values())
     assert [json.loads(line)["step"] for line in (tmp_path / "s.jsonl").read_text().splitlines()] == [2, 3]

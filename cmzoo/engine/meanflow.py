@@ -21,7 +21,6 @@ from cmzoo.engine.sampling import Size
 from cmzoo.errors import ConfigError
 
 Tensor = torch.Tensor
-TIME_SCALE = 1000.0  # times reach the backbones' noise embeddings on DiT's 0…1000 scale
 # The image parameterisation divides by t: below this the division is clamped, as JiT clips its
 # velocity's denominator at 0.05 (Li & He 2025), so that a small t cannot blow u up.
 MIN_TIME = 0.05
@@ -89,19 +88,20 @@ class AverageVelocity(nn.Module):
     smooth image function cannot represent, while x̂ is an image.
     """
 
-    def __init__(self, net: nn.Module, predicts: Literal["velocity", "image"]) -> None:
+    def __init__(self, net: nn.Module, predicts: Literal["velocity", "image"], time_scale: float) -> None:
         super().__init__()
         net.add_second_time_input()
         self.net = net
         self.predicts = predicts
+        self.time_scale = time_scale  # the noise embeddings see time_scale·t and time_scale·(t − r)
 
     def forward(self, z: Tensor, r: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
-        out = self.net(z, TIME_SCALE * t, labels, c_noise_2=TIME_SCALE * (t - r))
+        out = self.net(z, self.time_scale * t, labels, c_noise_2=self.time_scale * (t - r))
         return out if self.predicts == "velocity" else velocity_from_image(z, out, t)
 
     def image_function(self, z: Tensor, r: Tensor, t: Tensor, labels: Tensor | None = None):
         """x̂ as the backbone's image function (a function backbone under `predicts="image"`)."""
-        return self.net.predict_function(z, TIME_SCALE * t, labels, c_noise_2=TIME_SCALE * (t - r))
+        return self.net.predict_function(z, self.time_scale * t, labels, c_noise_2=self.time_scale * (t - r))
 
     def denoise(self, x: Tensor, sigma: Tensor, labels: Tensor | None = None) -> Tensor:
         """One step to the clean image from x = x₀ + σε, a consistency model's noise level: the path holds

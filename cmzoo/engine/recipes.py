@@ -249,6 +249,10 @@ class MeanFlow(Recipe):
     weight_power: float = 1.0  # p and c of the adaptive weight
     weight_c: float = 1e-3
     pixel_prediction: Literal["velocity", "image"] = "velocity"  # function backbones always predict the image
+    # Times enter the noise embeddings unscaled: at 1000·t (DiT's 0…1000 scale) ∂u/∂t inside the JVP
+    # target is 1000 times larger, and the tiny DiT's one-step velocity blew up from rms 1.3 to 98 within
+    # 2,720 steps where at 1·t it stayed at 1.1; sCM (Lu & Song 2024) conditions on t rather than 1000·t.
+    time_scale: float = 1.0
 
     def pairs(self, k: int, total_steps: int, batch: int, generator: torch.Generator | None) -> SigmaPairs:
         t, r = sample_times(batch, self.p_mean, self.p_std, self.average_fraction, generator)
@@ -261,7 +265,7 @@ class MeanFlow(Recipe):
 
     def model(self, net: nn.Module, function_output: bool, boundary_scale: float = 1.0) -> AverageVelocity:
         """Function backbones predict the clean image, pixel backbones `pixel_prediction` (AverageVelocity says why)."""
-        return AverageVelocity(net, "image" if function_output else self.pixel_prediction)
+        return AverageVelocity(net, "image" if function_output else self.pixel_prediction, self.time_scale)
 
     def denoiser(self, model: AverageVelocity) -> Callable[[Tensor, Tensor, Tensor | None], Tensor]:
         return model.denoise
@@ -279,7 +283,8 @@ class MeanFlow(Recipe):
     def summary(self, distance: str | None = None) -> str:
         return (f"recipe {self.name}: (t, r) logit-normal({self.p_mean:g}, {self.p_std:g}), "
                 f"{self.average_fraction:.0%} with r < t, JVP target, adaptive weights p = {self.weight_power:g}, "
-                f"c = {self.weight_c:g}, pixel backbones predict the {self.pixel_prediction} ({self.description})")
+                f"c = {self.weight_c:g}, times × {self.time_scale:g} into the noise embeddings, pixel backbones predict "
+                f"the {self.pixel_prediction} ({self.description})")
 
     def schedule_text(self, schedule: Mapping[str, float]) -> str:
         return ""
