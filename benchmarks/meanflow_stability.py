@@ -16,9 +16,8 @@ import argparse
 import json
 import tempfile
 import time
-from pathlib import Path
-
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from rich.console import Console
