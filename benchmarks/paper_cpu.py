@@ -5,7 +5,8 @@ a reader knows what a perfect generator reads at these counts.
 
 ``gather``: the convergence runs of several `cmzoo bench` folders (one backbone each, run one at a
 time so each has its own core) as one bench folder: results, the curve with the floor, each run's
-grids and metrics, and the `cmzoo report` page.
+grids and metrics, the `cmzoo report` page, and `comparison.md`: one row per backbone (steps, FID at
+each point, the other metrics at the last, two-step FID) and the floor's row.
 
 ``stability``: the consistency loss and the total denoising distance of several runs over their budget
 (paper Figs. 1a and 7), with their FID at each scored point.
@@ -109,10 +110,39 @@ def gather(specs: list[str], out: Path, floor_file: Path | None, argv: list[str]
     result = BenchResult(records, environment, {**first["config"], "backbones": backbones, "out": str(out)})
     out.mkdir(parents=True, exist_ok=True)
     write_results(result, out, plot=False)
-    floor_fid = json.loads(floor_file.read_text())["result"]["fid"] if floor_file else None
-    plot_convergence(records, out / "convergence.png", floor_fid)
+    floor_result = json.loads(floor_file.read_text())["result"] if floor_file else None
+    plot_convergence(records, out / "convergence.png", floor_result["fid"] if floor_result else None)
+    (out / "comparison.md").write_text(comparison_table(records, floor_result) + "\n")
     write_bench_report(out)
     return result
+
+
+def comparison_table(records: list[Record], floor_result: dict | None) -> str:
+    """One row per backbone: its steps, one-step FID at every point any run was scored at ("–" where it was
+    not), sFID, precision, recall and KID at its last, and the two-step FID and precision at its end; then the
+    floor's row, scored the same way."""
+    def others(scores: dict) -> list[str]:
+        return [f"{scores['sfid']:.1f}", f"{scores['precision']:.2f}", f"{scores['recall']:.3f}",
+                f"{scores['kid_mean']:.3f}"]
+
+    scored = [r for r in records if r.value is not None]
+    one_step = [r for r in scored if r.notes["sampling_steps"] == 1]
+    points = sorted({r.notes["minutes"] for r in one_step})
+    rows = []
+    for backbone in dict.fromkeys(r.backbone for r in records):
+        one = {r.notes["minutes"]: r for r in one_step if r.backbone == backbone}
+        two = [r for r in scored if r.backbone == backbone and r.notes["sampling_steps"] == 2]
+        last = one[max(one)]
+        two_step = [f"{two[-1].value:.1f}", f"{two[-1].notes['precision']:.2f}"] if two else ["–", "–"]
+        rows.append([backbone, f"{last.notes['steps']:,}",
+                     " / ".join(f"{one[m].value:.1f}" if m in one else "–" for m in points),
+                     *others(last.notes), *two_step])
+    if floor_result:
+        rows.append([f"floor: {floor_result['n_samples']} held-out real images", "", f"{floor_result['fid']:.1f}",
+                     *others(floor_result), "", ""])
+    fid_at = f"FID @ {' / '.join(f'{m:g}' for m in points)} min"
+    return markdown_table(["backbone", "steps", fid_at, "sFID", "precision", "recall", "KID", "2-step FID",
+                           "2-step precision"], rows)
 
 
 def stability(specs: dict[str, str], out: Path) -> str:

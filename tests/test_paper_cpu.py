@@ -75,7 +75,8 @@ def two_benches(tmp_path_factory):
 
 def test_gather_makes_one_bench_folder_of_several(two_benches, tmp_path):
     floor_file = tmp_path / "floor.json"
-    floor_file.write_text(json.dumps({"result": {"fid": 30.0}}))
+    floor_file.write_text(json.dumps({"result": {"fid": 30.0, "sfid": 40.0, "precision": 0.7, "recall": 0.75,
+                                                 "kid_mean": 0.0, "n_samples": 8}}))
     out = tmp_path / "four"
     paper_cpu.main(["gather", str(two_benches / "func"), f"{two_benches / 'dit'}:dit", "--floor", str(floor_file),
                     "--out", str(out)])
@@ -94,6 +95,24 @@ def test_gather_makes_one_bench_folder_of_several(two_benches, tmp_path):
     assert page.count("<img") >= 5 and "func: FID" in page and "dit: FID" in page
     with pytest.raises(SystemExit, match="no convergence records of unet"):
         paper_cpu.main(["gather", f"{two_benches / 'dit'}:unet", "--out", str(tmp_path / "none")])
+
+    lines = (out / "comparison.md").read_text().splitlines()
+    assert lines[0] == ("| backbone | steps | FID @ 1 / 2 min | sFID | precision | recall | KID | 2-step FID "
+                        "| 2-step precision |")
+    scored = {(r["backbone"], r["resolution"]): r for r in saved["records"]}
+    func_1, func_2 = scored["func", "1 min"]["value"], scored["func", "2 min"]["value"]
+    assert lines[2].startswith(f"| func | 4 | {func_1:.1f} / {func_2:.1f} | ")
+    dit_two_step = scored["dit", "2 min, 2-step"]
+    assert lines[3].startswith("| dit | 6 | ") and lines[3].endswith(
+        f" | {dit_two_step['value']:.1f} | {dit_two_step['notes']['precision']:.2f} |")
+    assert lines[4] == "| floor: 8 held-out real images |  | 30.0 | 40.0 | 0.70 | 0.750 | 0.000 |  |  |"
+
+
+def test_comparison_table_leaves_a_point_a_run_was_not_scored_at_blank(two_benches):
+    records = [paper_cpu.Record(**r) for r in json.loads((two_benches / "func" / "results.json").read_text())["records"]]
+    dit = [paper_cpu.Record(**r) for r in json.loads((two_benches / "dit" / "results.json").read_text())["records"]]
+    table = paper_cpu.comparison_table(records + [r for r in dit if r.resolution != "1 min"], None).splitlines()
+    assert table[3].startswith(f"| dit | 6 | – / {dit[1].value:.1f} | ") and len(table) == 4
 
 
 def test_stability_reads_each_runs_curves_over_its_budget(two_benches, tmp_path):
