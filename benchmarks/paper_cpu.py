@@ -147,7 +147,8 @@ def comparison_table(records: list[Record], floor_result: dict | None) -> str:
 
 def stability(specs: dict[str, str], out: Path) -> str:
     """stability.png (loss and total denoising distance over each run's budget) and a markdown table: each
-    run's steps and batch, FID at each point, and the total denoising distance at its lowest and at the end."""
+    run's steps and batch, FID at each point, and the total denoising distance at the start (step 0: a run
+    started from another's weights starts low), at its lowest after that, and at the end."""
     runs, rows, labels = {}, [], []
     for label, spec in specs.items():
         folder, backbone = bench_folder(spec)
@@ -160,13 +161,13 @@ def stability(specs: dict[str, str], out: Path) -> str:
         one = [r for r in found if r.backbone == name and r.notes["sampling_steps"] == 1]
         labels = max(labels, [r.resolution for r in one], key=len)  # a run stopped early has fewer points
         rows.append([label, f"{one[-1].notes['steps']:,}", str(data["config"]["quality_batch_size"]),
-                     " / ".join(f"{r.value:.1f}" for r in one), f"{low:.3f} @ {low_step:,}",
+                     " / ".join(f"{r.value:.1f}" for r in one), f"{totals[0][1]:.3f}", f"{low:.3f} @ {low_step:,}",
                      f"{totals[-1][1]:.3f}", f"{totals[-1][1] / low:.2f}"])
     out.mkdir(parents=True, exist_ok=True)
     plot_stability(runs, out / "stability.png", sigma=None, per_budget=True)
     points = " / ".join(labels)
-    table = markdown_table(["run", "steps", "batch", f"FID at {points}", "lowest total distance (step)",
-                            "total distance at the end", "end / lowest"], rows)
+    table = markdown_table(["run", "steps", "batch", f"FID at {points}", "total distance at the start",
+                            "lowest (step)", "at the end", "end / lowest"], rows)
     (out / "stability.md").write_text(table + "\n")
     return table
 

@@ -122,7 +122,11 @@ def test_stability_reads_each_runs_curves_over_its_budget(two_benches, tmp_path)
     assert lines[0].startswith("| run | steps | batch | FID at 1 min / 2 min |")
     assert lines[2].startswith("| func, batch 4 | 4 | 4 | ") and lines[3].startswith("| dit, batch 2 | 6 | 2 | ")
     cells = lines[3].strip("|").split("|")
-    assert float(cells[5]) >= float(cells[4].split("@")[0])  # the end is never below the lowest
+    logged = [json.loads(line) for line in (two_benches / "dit" / "convergence" / "dit" / "metrics.jsonl").open()]
+    first = next(m for m in logged if "denoising_distance" in m)
+    assert first["step"] == 0 and cells[4].strip() == f"{sum(first['denoising_distance'].values()):.3f}"
+    start, lowest, end = float(cells[4]), float(cells[5].split("@")[0]), float(cells[6])
+    assert end >= lowest and float(cells[7]) == pytest.approx(end / lowest, abs=0.006) and start > 0
     assert (tmp_path / "stability.png").stat().st_size > 10_000 and (tmp_path / "stability.md").read_text() == table + "\n"
 
 
