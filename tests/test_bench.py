@@ -197,6 +197,20 @@ def test_summary_has_a_row_per_backbone_and_a_column_per_figure(tiny_result):
     assert dict(zip(headers, rows[0]))["render ms/img @ 16/32"] == "—"  # dit has no image functions
 
 
+def test_summary_lines_up_convergence_points_a_backbone_was_not_scored_at():
+    def point(backbone: str, minutes: float, fid: float, steps: int = 1) -> Record:
+        label = f"{minutes:g} min" + (", 2-step" if steps == 2 else "")
+        return Record(backbone, "convergence", label, fid, "FID", "tiny", "cpu",
+                      notes={"minutes": minutes, "sampling_steps": steps, "precision": 0.5})
+
+    records = [point("unet", 5, 300.0), point("unet", 10, 200.0), point("unet", 10, 90.0, steps=2),
+               point("func", 10, 150.0), point("func", 20, 80.0), point("func", 20, 70.0, steps=2)]
+    headers, rows = summary_table(records)
+    assert headers[1] == "FID @ 5 min / 10 min / 20 min / 10 min, 2-step / 20 min, 2-step"
+    assert rows[0][:2] == ["unet", "300 / 200 / — / 90 / —"]
+    assert rows[1][:2] == ["func", "— / 150 / 80 / — / 70"]
+
+
 def test_out_of_memory_is_a_failed_row_and_the_bench_goes_on(tmp_path, monkeypatch):
     real = eff.infer_record
 

@@ -138,28 +138,43 @@ SUMMARY_COLUMNS: list[tuple[str, str, str, int]] = [  # (figure, header, record 
     ("quality", "precision", "notes.precision", 3),
     ("quality", "recall", "notes.recall", 3),
     ("quality", "steps", "notes.steps", 6),
-    ("convergence", "FID vs minutes", "value", 4),
-    ("convergence", "precision vs minutes", "notes.precision", 3),
+    ("convergence", "FID", "value", 4),
+    ("convergence", "precision", "notes.precision", 3),
 ]
 
 
 def summary_table(records: list[Record]) -> tuple[list[str], list[list[str]]]:
-    """(headers, rows): one row per backbone, one column per measured figure, resolutions as 'a / b / c'."""
+    """(headers, rows): one row per backbone, one column per measured figure, its points as 'a / b / c' (the
+    resolutions, or the convergence points), '—' where a backbone was not measured at one."""
     backbones = list(dict.fromkeys(r.backbone for r in records))
     resolutions = list(dict.fromkeys(r.resolution for r in records if r.figure in ("params", "train", "infer")))
     columns = [c for c in SUMMARY_COLUMNS if any(r.figure == c[0] for r in records)]
+    points = {figure: _points(records, figure) for figure, *_ in columns}
     headers = ["backbone"] + [
-        f"{header} @ {'/'.join(resolutions)}" if figure in ("params", "train", "infer", "render") else header
+        f"{header} @ {'/'.join(resolutions)}" if figure in ("params", "train", "infer", "render")
+        else f"{header} @ {' / '.join(points[figure])}" if figure == "convergence" else header
         for figure, header, _, _ in columns
     ]
     rows = []
     for b in backbones:
         row = [b]
         for figure, _, attr, digits in columns:
-            found = [r for r in records if r.backbone == b and r.figure == figure]
-            row.append(_cell(found, attr, digits) if found else "—")
+            found = {r.resolution: r for r in records if r.backbone == b and r.figure == figure}
+            row.append(" / ".join(_cell([found[p]], attr, digits) if p in found else "—" for p in points[figure])
+                       if found else "—")
         rows.append(row)
     return headers, rows
+
+
+def _points(records: list[Record], figure: str) -> list[str]:
+    """The points a figure was measured at over all backbones; convergence's one-step points by minutes, then
+    the two-step ones, so that a backbone scored at fewer points lines up with the others."""
+    found = [r for r in records if r.figure == figure]
+    points = list(dict.fromkeys(r.resolution for r in found))
+    if figure == "convergence":
+        order = {r.resolution: (r.notes.get("sampling_steps", 1), r.notes.get("minutes", 0.0)) for r in found}
+        points.sort(key=order.__getitem__)
+    return points
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
