@@ -35,7 +35,7 @@ def points(folder: Path, backbone: str) -> list[dict]:
 
 
 def logged_evaluations(log: Path, found: list[dict]) -> list[dict]:
-    """The evaluations in a run's log that `found` lacks, scored as the bench scores (same data, size and
+    """The sample EMA's evaluations in a run's log that `found` lacks, scored as the bench scores (same data, size and
     sample count); their minutes from the run's steps per minute."""
     if not found or not log.is_file():
         return []
@@ -46,7 +46,8 @@ def logged_evaluations(log: Path, found: list[dict]) -> list[dict]:
         entry = json.loads(line)
         for key, result in entry.get("eval", {}).items():
             steps = int(key.split("-step")[0])
-            if ((entry["step"], steps) not in have and result["reference_name"] == found[0]["data"]
+            sample_ema = key.endswith("px")  # not `_online` or `_target` weights
+            if (sample_ema and (entry["step"], steps) not in have and result["reference_name"] == found[0]["data"]
                     and result["n_samples"] == found[0]["n"]):
                 extra.append({"step": entry["step"], "minutes": round(entry["step"] / per_minute, 2),
                               "sampling_steps": steps, "fid": result["fid"], "precision": result["precision"]})

@@ -364,7 +364,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = check_destination(args.out, "evaluation results")
     check_destination(out.with_suffix(".md"), "evaluation table")
     steps = parse_steps(args.steps)
-    run = load_run(args.run, device=args.device, checkpoint=args.checkpoint) if args.run else None
+    run = load_run(args.run, args.weights, args.device, args.checkpoint) if args.run else None
     if run:
         result = evaluate_run(run, args.data, args.n, size, args.batch_size, steps, args.seed, args.inception_weights,
                               args.n_reference, record=False)
@@ -384,7 +384,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="FID, sFID, precision/recall, KID (and IS) of a run or of images")
-    add_run_options(p, "eval.json", run="generate samples from this run", seed=True, batch_size=True)
+    add_run_options(p, "eval.json", run="generate samples from this run", weights=True, seed=True, batch_size=True)
     p.add_argument("--images", metavar="FOLDER_OR_NPZ", help="score these images instead")
     p.add_argument("--data", required=True, help="reference data (folder, .npz, CIFAR-10 folder)")
     p.add_argument("--n", type=int, default=50_000, help="samples to generate (paper: 50,000)")

@@ -40,6 +40,7 @@ class Run:
     num_classes: int | None
     channels: int = 3
     directory: Path | None = None  # the run directory it was trained in or loaded from
+    weights: Weights = "ema"  # which of the checkpoint's networks `model` holds
 
     @property
     def resolution(self) -> int:
@@ -75,7 +76,7 @@ def load_run(run_dir: str | Path, weights: Weights = "ema", device: str | torch.
     model = get_recipe(config.recipe_name).model(net, spec.capabilities.function_output, config.boundary_scale or 1.0)
     checkpoints.load_module_state(model.net, net_state, path)  # after the wrapper, which may add to the network
     model = model.to(resolve_device(device)).eval().requires_grad_(False)
-    return Run(model, config, spec, int(state["step"]), num_classes, channels, run_dir.path)
+    return Run(model, config, spec, int(state["step"]), num_classes, channels, run_dir.path, weights)
 
 
 @torch.no_grad()

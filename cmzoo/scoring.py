@@ -48,13 +48,15 @@ def evaluate_run(
 
 def record_evaluation(run: Run, result: EvalResult, steps: int | list[float], size: int | None) -> None:
     """Add an evaluation of a run to its own log (metrics.jsonl, and TensorBoard when the run uses it) at
-    the run's step, as `eval/<steps>-step_<size>px` (None: the run's resolution), so that `cmzoo report`
+    the run's step, as `eval/<steps>-step_<size>px` (None: the run's resolution), with `_online` or
+    `_target` after it when the run holds those weights rather than the sample EMA, so that `cmzoo report`
     shows it."""
     if run.directory is None:
         raise ConfigError("this run has no run directory to record its evaluation in; score it with record=False")
     size = size or run.resolution
     with RunDir(run.directory).open_log(run.config.log) as log:
-        log.scalars({"step": run.step, "eval": {f"{len(run.recipe.schedule(steps))}-step_{size}px": asdict(result)}})
+        key = f"{len(run.recipe.schedule(steps))}-step_{size}px" + ("" if run.weights == "ema" else f"_{run.weights}")
+        log.scalars({"step": run.step, "eval": {key: asdict(result)}})
 
 
 def evaluate_image_source(

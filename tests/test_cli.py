@@ -185,6 +185,9 @@ def test_eval_scores_a_run_and_an_image_set(tmp_path, tiny_npz, capsys):
     result = json.loads(out.read_text())
     assert result["n_samples"] == 8 and result["n_reference"] == 8 and result["fid"] > 0
     assert "n/a (weights not available)" in out.with_suffix(".md").read_text()
+    assert main(["eval", "--run", run, "--weights", "online", "--data", tiny_npz, "--n", "8", "--out", str(out)]) == 0
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [list(m["eval"]) for m in logged if "eval" in m] == [["1-step_32px"], ["1-step_32px_online"]]
     assert main(["eval", "--images", tiny_npz, "--data", tiny_npz, "--out", str(out)]) == 0
     same = json.loads(out.read_text())
     assert abs(same["fid"]) < 1e-3 and same["precision"] == 1.0 and same["recall"] == 1.0

@@ -138,12 +138,16 @@ def test_recipe_table_by_minutes_takes_a_later_two_step_evaluation_from_the_runs
     assert cmzoo(["eval", "--run", str(dit / "convergence" / "dit"), "--checkpoint", "3", "--steps", "2",
                   "--data", str(two_benches / "faces.npz"), "--n", "8", "--n-reference", "16",
                   "--out", str(tmp_path / "eval.json")]) == 0
+    assert cmzoo(["eval", "--run", str(dit / "convergence" / "dit"), "--checkpoint", "3", "--steps", "2",
+                  "--weights", "online", "--data", str(two_benches / "faces.npz"), "--n", "8", "--n-reference", "16",
+                  "--out", str(tmp_path / "online.json")]) == 0  # not the sample EMA: left out of the table
     text = recipe_table.main(["--by", "minutes", f"func={two_benches / 'func'}:func", f"dit, two evals={dit}:dit",
                               "--out", str(tmp_path / "table")])
     head, _, func, dit_row = text.splitlines()
     assert head == ("| run | FID @ 1 min | FID @ 2 min | precision, last | 2-step FID @ 1 min | "
                     "2-step FID @ 2 min |")
     two_step_at_1 = json.loads((tmp_path / "eval.json").read_text())["fid"]
+    assert json.loads((tmp_path / "online.json").read_text())["fid"] != pytest.approx(two_step_at_1)
     assert dit_row.split(" | ")[4].startswith(f"{two_step_at_1:.1f} (") and func.split(" | ")[4] == "–"
     assert (tmp_path / "table" / "curve.png").stat().st_size > 10_000
     by_steps = recipe_table.main([f"dit={dit}:dit", "--out", str(tmp_path / "steps")])
