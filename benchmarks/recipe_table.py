@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from cmzoo.figures import plain_log_ticks, pyplot, save_figure
+from cmzoo.scoring import parse_evaluation_key
 
 
 def points(folder: Path, backbone: str) -> list[dict]:
@@ -45,9 +46,8 @@ def logged_evaluations(log: Path, found: list[dict]) -> list[dict]:
     for line in log.read_text().splitlines():
         entry = json.loads(line)
         for key, result in entry.get("eval", {}).items():
-            steps = int(key.split("-step")[0])
-            sample_ema = key.endswith("px")  # not `_online` or `_target` weights
-            if (sample_ema and (entry["step"], steps) not in have and result["reference_name"] == found[0]["data"]
+            steps, _, weights = parse_evaluation_key(key)
+            if (weights == "ema" and (entry["step"], steps) not in have and result["reference_name"] == found[0]["data"]
                     and result["n_samples"] == found[0]["n"]):
                 extra.append({"step": entry["step"], "minutes": round(entry["step"] / per_minute, 2),
                               "sampling_steps": steps, "fid": result["fid"], "precision": result["precision"]})

@@ -13,7 +13,7 @@ from cmzoo.data import load_dataset, native_resolution
 from cmzoo.errors import ConfigError
 from cmzoo.metrics.evaluate import MIN_IMAGES, EvalResult, evaluate_images
 from cmzoo.metrics.inception import load_inception
-from cmzoo.run import Run, check_count, generate
+from cmzoo.run import Run, Weights, check_count, generate
 from cmzoo.rundir import RunDir
 
 
@@ -46,16 +46,27 @@ def evaluate_run(
     return result
 
 
+def evaluation_key(sampling_steps: int, size: int, weights: Weights = "ema") -> str:
+    """An evaluation's name in a run's log: `<steps>-step_<size>px`, with `_online` or `_target` after it
+    when it scored those weights rather than the sample EMA."""
+    return f"{sampling_steps}-step_{size}px" + ("" if weights == "ema" else f"_{weights}")
+
+
+def parse_evaluation_key(key: str) -> tuple[int, int, str]:
+    """(sampling steps, size, weights) of an :func:`evaluation_key`."""
+    steps, rest = key.split("-step_")
+    size, _, weights = rest.partition("px")
+    return int(steps), int(size), weights.removeprefix("_") or "ema"
+
+
 def record_evaluation(run: Run, result: EvalResult, steps: int | list[float], size: int | None) -> None:
     """Add an evaluation of a run to its own log (metrics.jsonl, and TensorBoard when the run uses it) at
-    the run's step, as `eval/<steps>-step_<size>px` (None: the run's resolution), with `_online` or
-    `_target` after it when the run holds those weights rather than the sample EMA, so that `cmzoo report`
-    shows it."""
+    the run's step, under `eval/` and its :func:`evaluation_key` (size None: the run's resolution), so
+    that `cmzoo report` shows it."""
     if run.directory is None:
         raise ConfigError("this run has no run directory to record its evaluation in; score it with record=False")
-    size = size or run.resolution
+    key = evaluation_key(len(run.recipe.schedule(steps)), size or run.resolution, run.weights)
     with RunDir(run.directory).open_log(run.config.log) as log:
-        key = f"{len(run.recipe.schedule(steps))}-step_{size}px" + ("" if run.weights == "ema" else f"_{run.weights}")
         log.scalars({"step": run.step, "eval": {key: asdict(result)}})
 
 
